@@ -1,0 +1,67 @@
+"""Language-aware text analysis shared by the query evaluator and the SQLite index.
+
+One analyzer, used everywhere, so that the Python evaluator, the FTS5 index and
+the query compiler agree on what a "term" is:
+
+* tokens are maximal runs of letters and digits (``[^\\W_]+``), so ``S-400``
+  is the two tokens ``s`` ``400`` (FTS5's ``unicode61`` tokenizer splits the
+  same way);
+* lowercase, ``ё`` → ``е``;
+* stem: a token containing Cyrillic goes through the Russian Snowball stemmer,
+  any other through the English one (PyStemmer).  ``Орешника`` → ``орешник``.
+
+Raw (folded, unstemmed) tokens are kept too: trailing wildcards (``ракет*``)
+apply to the unstemmed word.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+import Stemmer
+
+TOKEN_RE = re.compile(r"[^\W_]+", re.UNICODE)
+_CYRILLIC_RE = re.compile(r"[\u0400-\u04ff]")
+
+# Separates the original text from the English text inside one indexed column,
+# so that a phrase cannot match across the boundary.
+FIELD_GAP = "zzzmediamongapzzz"
+
+_ru = Stemmer.Stemmer("russian")
+_en = Stemmer.Stemmer("english")
+
+
+def fold(text: str) -> str:
+    """Lowercase, NFC, ё→е."""
+    text = unicodedata.normalize("NFC", text).lower()
+    return text.replace("ё", "е")
+
+
+def tokenize(text: str | None) -> list[str]:
+    """Folded, unstemmed tokens."""
+    if not text:
+        return []
+    return TOKEN_RE.findall(fold(text))
+
+
+@lru_cache(maxsize=200_000)
+def stem(token: str) -> str:
+    if _CYRILLIC_RE.search(token):
+        return _ru.stemWord(token)
+    return _en.stemWord(token)
+
+
+def stems(tokens: list[str]) -> list[str]:
+    return [stem(t) for t in tokens]
+
+
+def token_spans(text: str | None) -> list[tuple[int, int, str]]:
+    """(start, end, folded token) over the original string, for highlighting matched terms."""
+    if not text:
+        return []
+    out = []
+    for m in TOKEN_RE.finditer(text):
+        out.append((m.start(), m.end(), fold(m.group())))
+    return out

@@ -1,0 +1,70 @@
+"""Helpers shared by the command modules: building Settings at the edge, error exits."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from typing import Iterator
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ..errors import ConfigError, MediamonError
+from ..settings import Settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def build_settings(**overrides) -> Settings:
+    """Settings from the environment (MEDIAMON_*), with CLI overrides applied on top."""
+    try:
+        base = Settings()
+    except Exception as exc:  # pydantic ValidationError: name the variable
+        raise ConfigError(f"invalid MEDIAMON_* environment: {exc}") from exc
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return base.model_copy(update=clean) if clean else base
+
+
+def setup_logging(verbose: int = 0) -> None:
+    level = logging.WARNING - 10 * verbose
+    from ..logs import configure_logging
+
+    configure_logging(level)
+
+
+@contextlib.contextmanager
+def cli_errors() -> Iterator[None]:
+    """Turn mediamon errors into one clear line on stderr and a non-zero exit code."""
+    try:
+        yield
+    except ConfigError as exc:
+        err_console.print(f"[bold red]configuration error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from exc
+    except MediamonError as exc:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from exc
+
+
+def read_jsonl(path: str):
+    """Yield objects from a JSONL file path or '-' for stdin; bad lines raise ConfigError with the line number."""
+    import json
+
+    fh = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    try:
+        for n, line in enumerate(fh, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{path}: line {n}: invalid JSON: {exc.msg}") from exc
+            if not isinstance(obj, dict):
+                raise ConfigError(f"{path}: line {n}: expected a JSON object")
+            yield obj
+    finally:
+        if fh is not sys.stdin:
+            fh.close()

@@ -1,0 +1,277 @@
+"""Core commands: run, search, feeds list/check, stats."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..fetch import redact_url
+from ..models import to_iso, utcnow
+from ..store import SearchRequest, open_store
+from ._common import build_settings, cli_errors, console, setup_logging
+
+feeds_app = typer.Typer(help="Inspect configured feeds.\n\nExample: mediamon feeds list", no_args_is_help=True)
+
+ConfigDirOpt = typer.Option(None, "--config-dir", help="Directory with feeds.yaml, topics.yaml, alerts.yaml "
+                            "(default: $MEDIAMON_CONFIG_DIR or ./config).")
+DataDirOpt = typer.Option(None, "--data-dir", help="Where the embedded store and outbox live "
+                          "(default: $MEDIAMON_DATA_DIR or ./data).")
+
+
+def parse_since(value: str | None, now: datetime | None = None) -> datetime | None:
+    """'7d', '24h', '30m', '2w' or an ISO date/datetime → aware UTC datetime."""
+    if not value:
+        return None
+    now = now or utcnow()
+    m = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", value)
+    if m:
+        n, unit = int(m.group(1)), m.group(2)
+        delta = {"m": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n),
+                 "w": timedelta(weeks=n)}[unit]
+        return now - delta
+    try:
+        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise typer.BadParameter(f"expected an ISO date (2026-11-20) or a duration like 7d, 24h: {value!r}") from exc
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc)
+
+
+def run(
+    config_dir: Optional[Path] = ConfigDirOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print the counters as one JSON object."),
+    force: bool = typer.Option(False, "--force", help="Poll feeds that are backing off too."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging (-v info, -vv debug)."),
+) -> None:
+    """Run one monitoring cycle: poll feeds, store new items, translate, classify, alert.
+
+    Exits 0 when the cycle completed, even if some feeds failed (see the summary);
+    non-zero only when it could not run (invalid config, store unavailable).
+
+    Example: mediamon run --json
+    """
+    from ..cycle import run_cycle
+
+    setup_logging(verbose)
+    with cli_errors():
+        settings = build_settings(config_dir=config_dir, data_dir=data_dir)
+        if json_out or not console.is_terminal:
+            report = run_cycle(settings, force=force)
+        else:
+            with Progress(TextColumn("[bold]polling feeds"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                          transient=True) as progress:
+                task = progress.add_task("", total=None)
+                report = run_cycle(
+                    settings, force=force,
+                    on_planned=lambda n: progress.update(task, total=n),
+                    on_feed_done=lambda p: progress.update(task, advance=1, description=p.feed.id))
+    counters = report.counters_dict()
+    if json_out:
+        typer.echo(json.dumps(counters, sort_keys=False))
+        return
+    table = Table(title="mediamon run", show_header=True)
+    table.add_column("counter")
+    table.add_column("value", justify="right")
+    for k, v in counters.items():
+        table.add_row(k, str(v))
+    console.print(table)
+    failed = [f for f in report.feeds if f.status == "failed"]
+    if failed:
+        ft = Table(title=f"{len(failed)} feed(s) failed", show_header=True)
+        ft.add_column("feed")
+        ft.add_column("error", overflow="fold")
+        for f in failed:
+            ft.add_row(f.feed_id, escape(f.error or ""))
+        console.print(ft)
+
+
+def search(
+    query: str = typer.Argument("", help="Query (Lucene syntax), e.g. 'Орешник OR Oreshnik', 'title:ракет*'."),
+    topic: list[str] = typer.Option([], "--topic", "-t", help="Only items with this topic (repeatable)."),
+    language: list[str] = typer.Option([], "--language", "-l", help="Only this detected language (repeatable)."),
+    source: list[str] = typer.Option([], "--source", "-s", help="Only this source name (repeatable)."),
+    since: Optional[str] = typer.Option(None, "--since", help="ISO date or duration: 7d, 24h, 30m."),
+    until: Optional[str] = typer.Option(None, "--until", help="ISO date or duration (exclusive)."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, max=10_000, help="Maximum hits."),
+    oldest: bool = typer.Option(False, "--oldest", help="Oldest first instead of newest first."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON array of hits."),
+    data_dir: Optional[Path] = DataDirOpt,
+) -> None:
+    """Full-text search over stored items, Russian and English morphology aware.
+
+    Example: mediamon search 'Орешник OR Oreshnik' --since 7d --language ru
+    """
+    from ..query import QuerySyntaxError
+
+    with cli_errors():
+        settings = build_settings(data_dir=data_dir)
+        req = SearchRequest(query=query or None, topics=tuple(topic), languages=tuple(language),
+                            sources=tuple(source), since=parse_since(since), until=parse_since(until),
+                            sort="oldest" if oldest else "newest", limit=limit)
+        store = open_store(settings)
+        try:
+            try:
+                result = store.search(req)
+            except QuerySyntaxError as exc:
+                console.print(f"[red]query error:[/] {escape(str(exc))}", highlight=False)
+                raise typer.Exit(2) from exc
+        finally:
+            store.close()
+    if json_out:
+        hits = [{"id": a.id, "title": a.title, "title_en": a.title_en, "source": a.source,
+                 "language": a.language, "published_at": to_iso(a.published_at), "topics": list(a.topics),
+                 "url": a.url} for a in result.hits]
+        typer.echo(json.dumps(hits, ensure_ascii=False))
+        return
+    table = Table(title=f"{result.total} hit(s)" + (f", showing {len(result.hits)}" if result.total > len(result.hits) else ""))
+    table.add_column("published (UTC)", no_wrap=True)
+    table.add_column("source")
+    table.add_column("lang")
+    table.add_column("title", overflow="fold")
+    table.add_column("topics")
+    for a in result.hits:
+        title = escape(a.title)
+        if a.title_en and a.title_en != a.title:
+            title += f"\n[dim]{escape(a.title_en)}[/]"
+        table.add_row(to_iso(a.published_at) or "", escape(a.source), a.language or "", title,
+                      ", ".join(a.topics))
+    console.print(table)
+
+
+def stats(
+    since: Optional[str] = typer.Option(None, "--since", help="ISO date or duration: 7d, 24h."),
+    json_out: bool = typer.Option(False, "--json", help="Print counts as JSON."),
+    data_dir: Optional[Path] = DataDirOpt,
+) -> None:
+    """Counts of stored items by source, language, topic and day.
+
+    Example: mediamon stats --since 7d
+    """
+    with cli_errors():
+        settings = build_settings(data_dir=data_dir)
+        store = open_store(settings)
+        try:
+            st = store.stats(SearchRequest(since=parse_since(since)))
+        finally:
+            store.close()
+    if json_out:
+        typer.echo(json.dumps(st.to_dict(), ensure_ascii=False))
+        return
+    console.print(f"[bold]{st.total}[/] items")
+    for title, counts in (("source", st.by_source), ("language", st.by_language), ("topic", st.by_topic),
+                          ("day", st.by_day)):
+        t = Table(title=f"by {title}")
+        t.add_column(title)
+        t.add_column("items", justify="right")
+        for k, v in list(counts.items())[:50]:
+            t.add_row(escape(k), str(v))
+        console.print(t)
+
+
+@feeds_app.command("list")
+def feeds_list(
+    config_dir: Optional[Path] = ConfigDirOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object per feed."),
+) -> None:
+    """Health of every configured feed: last success, last error, items, backoff.
+
+    Example: mediamon feeds list
+    """
+    from ..config import load_feeds
+
+    with cli_errors():
+        settings = build_settings(config_dir=config_dir, data_dir=data_dir)
+        feeds = load_feeds(settings.config_dir)
+        store = open_store(settings)
+        try:
+            states = store.get_feed_states()
+        finally:
+            store.close()
+    rows = []
+    for f in feeds:
+        s = states.get(f.id)
+        rows.append({
+            "id": f.id, "source": f.source, "language": f.language, "enabled": f.enabled,
+            "url": redact_url(s.url if s else f.url),
+            "last_success": to_iso(s.last_success_at) if s else None,
+            "last_error": s.last_error if s else None,
+            "last_error_at": to_iso(s.last_error_at) if s else None,
+            "items": s.items_total if s else 0,
+            "failures": s.consecutive_failures if s else 0,
+            "backoff_until": to_iso(s.next_fetch_at) if s else None,
+            "disabled": (s.disabled_reason if s and s.disabled else None),
+        })
+    if json_out:
+        for r in rows:
+            typer.echo(json.dumps(r, ensure_ascii=False))
+        return
+    t = Table(title=f"{len(rows)} feeds")
+    for col in ("id", "lang", "last success", "items", "failures", "backoff until", "last error"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        status = r["last_error"] or ""
+        if r["disabled"]:
+            status = f"DISABLED: {r['disabled']}"
+        if not r["enabled"]:
+            status = "disabled in config"
+        t.add_row(r["id"], r["language"] or "", r["last_success"] or "never", str(r["items"]),
+                  str(r["failures"]), r["backoff_until"] or "", escape(status))
+    console.print(t)
+
+
+@feeds_app.command("check")
+def feeds_check(
+    url: str = typer.Argument(..., help="Feed URL (http/https) or local file path."),
+    language: Optional[str] = typer.Option(None, "--language", help="Declared language, e.g. ru."),
+    json_out: bool = typer.Option(False, "--json", help="Print the parsed items as JSON."),
+) -> None:
+    """Fetch and parse one feed without storing anything; show items and problems.
+
+    Example: mediamon feeds check https://www.themoscowtimes.com/rss/news
+    """
+    from ..cycle import check_feed
+
+    with cli_errors():
+        settings = build_settings()
+        res = check_feed(url, settings, language=language)
+    if json_out:
+        typer.echo(json.dumps({"url": redact_url(url), "status": res.fetch.status,
+                               "error": str(res.error) if res.error else None, "warnings": res.warnings,
+                               "items": [a.to_dict() for a in res.articles]}, ensure_ascii=False))
+    else:
+        console.print(f"[bold]{escape(redact_url(url))}[/]: HTTP {res.fetch.status}, "
+                      f"{len(res.articles)} item(s), {res.fetch.elapsed:.2f}s")
+        if res.fetch.permanent_url:
+            console.print(f"moved permanently to {escape(res.fetch.permanent_url)}")
+        for w in res.warnings:
+            console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
+        if res.error:
+            console.print(f"[red]error:[/] {escape(str(res.error))}", highlight=False)
+        t = Table()
+        for col in ("published (UTC)", "lang", "title", "link"):
+            t.add_column(col, overflow="fold")
+        for a in res.articles[:50]:
+            pub = (to_iso(a.published_at) or "") + (" (inferred)" if a.date_inferred else "")
+            t.add_row(pub, a.language or "", escape(a.title), escape(a.url or ""))
+        console.print(t)
+    if res.error:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("search")(search)
+    app.command("stats")(stats)
+    app.add_typer(feeds_app, name="feeds")

@@ -1,0 +1,195 @@
+"""Loading and validating ``feeds.yaml``, ``topics.yaml`` and ``alerts.yaml``.
+
+Every error names the file, the entry (by index and id) and the field::
+
+    config/feeds.yaml: entry 3 (id 'tass'): field 'url': URL must be http(s) or a local path
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+def _check_id(value: str) -> str:
+    if not _ID_RE.match(value):
+        raise ValueError("must be 1-64 chars of lowercase letters, digits, '_', '-', '.'")
+    return value
+
+
+class FeedConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    url: str
+    source: str
+    language: str | None = Field(default=None, description="declared language, ISO 639-1")
+    tags: tuple[str, ...] = ()
+    interval: float | None = Field(default=None, gt=0, description="poll interval in seconds")
+    enabled: bool = True
+
+    _v_id = field_validator("id")(classmethod(lambda cls, v: _check_id(v)))
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("must not be empty")
+        if "://" in v and not re.match(r"^(https?|file)://", v, re.I):
+            raise ValueError("URL must be http(s)://, file:// or a local path")
+        return v
+
+    @field_validator("language")
+    @classmethod
+    def _lang(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.strip().lower()
+        if not re.fullmatch(r"[a-z]{2}", v):
+            raise ValueError("must be an ISO 639-1 code such as 'ru' or 'en'")
+        return v
+
+
+class TopicConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    name: str
+    description: str = ""
+    query: str
+    languages: tuple[str, ...] | None = None
+
+    _v_id = field_validator("id")(classmethod(lambda cls, v: _check_id(v)))
+
+
+class ThrottleConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_emails: int = Field(default=1, ge=1)
+    per_seconds: float = Field(default=3600, gt=0)
+
+
+class AlertConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    query: str
+    topics: tuple[str, ...] | None = None
+    languages: tuple[str, ...] | None = None
+    recipients: tuple[str, ...]
+    mode: Literal["immediate", "digest"] = "immediate"
+    throttle: ThrottleConfig | None = None
+    description: str = ""
+
+    _v_id = field_validator("id")(classmethod(lambda cls, v: _check_id(v)))
+
+    @field_validator("recipients")
+    @classmethod
+    def _recipients(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("at least one recipient is required")
+        for r in v:
+            if any(c in r for c in "\r\n,;<>") or not re.fullmatch(r"[^@\s]+@[^@\s]+", r):
+                raise ValueError(f"not a plain email address: {r!r}")
+        return v
+
+
+def _load_yaml_list(path: Path, key: str) -> list[Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8: {exc}") from exc
+    if raw is None:
+        return []
+    if isinstance(raw, dict):
+        raw = raw.get(key, [])
+    if not isinstance(raw, list):
+        raise ConfigError(f"{path}: expected a list of entries under '{key}:'")
+    return raw
+
+
+def _validate_entries(path: Path, key: str, model: type[BaseModel]) -> list[Any]:
+    entries = _load_yaml_list(path, key)
+    out = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(entries, start=1):
+        label = f"entry {i}"
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+            label += f" (id {entry['id']!r})"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}: {label}: expected a mapping, got {type(entry).__name__}")
+        try:
+            obj = model.model_validate(entry)
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                field = ".".join(str(p) for p in err["loc"]) or "(entry)"
+                msg = err["msg"]
+                if err["type"] == "extra_forbidden":
+                    msg = "unknown field"
+                problems.append(f"field '{field}': {msg}")
+            raise ConfigError(f"{path}: {label}: " + "; ".join(problems)) from exc
+        if obj.id in seen:  # type: ignore[attr-defined]
+            raise ConfigError(f"{path}: {label}: field 'id': duplicate of entry {seen[obj.id]}")  # type: ignore[attr-defined]
+        seen[obj.id] = i  # type: ignore[attr-defined]
+        out.append(obj)
+    return out
+
+
+def load_feeds(config_dir: Path) -> list[FeedConfig]:
+    path = Path(config_dir) / "feeds.yaml"
+    feeds: list[FeedConfig] = _validate_entries(path, "feeds", FeedConfig)
+    resolved = []
+    for f in feeds:
+        # local paths are relative to the config directory
+        if "://" not in f.url:
+            p = Path(f.url).expanduser()
+            if not p.is_absolute():
+                p = (Path(config_dir) / p).resolve()
+            f = f.model_copy(update={"url": str(p)})
+        resolved.append(f)
+    return resolved
+
+
+def load_topics(config_dir: Path) -> list[TopicConfig]:
+    path = Path(config_dir) / "topics.yaml"
+    if not path.exists():
+        return []
+    topics: list[TopicConfig] = _validate_entries(path, "topics", TopicConfig)
+    # validate the query syntax here so the file/entry is named
+    from .query import QuerySyntaxError, parse_query
+
+    for i, t in enumerate(topics, start=1):
+        try:
+            parse_query(t.query)
+        except QuerySyntaxError as exc:
+            raise ConfigError(f"{path}: entry {i} (id {t.id!r}): field 'query': {exc}") from exc
+    return topics
+
+
+def load_alerts(config_dir: Path) -> list[AlertConfig]:
+    path = Path(config_dir) / "alerts.yaml"
+    if not path.exists():
+        return []
+    alerts: list[AlertConfig] = _validate_entries(path, "alerts", AlertConfig)
+    from .query import QuerySyntaxError, parse_query
+
+    for i, a in enumerate(alerts, start=1):
+        try:
+            parse_query(a.query)
+        except QuerySyntaxError as exc:
+            raise ConfigError(f"{path}: entry {i} (id {a.id!r}): field 'query': {exc}") from exc
+    return alerts

@@ -1,0 +1,372 @@
+"""Polite, bounded HTTP fetching of feeds (httpx, asyncio).
+
+* bounded concurrency across feeds (``Settings.fetch_concurrency``);
+* conditional GET with the stored ETag / Last-Modified (a 304 means no parse);
+* our own total deadline per request (connect + redirects + body), so a server
+  trickling one byte at a time cannot hold a worker;
+* a cap on the *decoded* body size; we decompress gzip/deflate ourselves with a
+  bounded output size (gzip bombs stop at the cap);
+* redirects followed by hand: every hop is checked (scheme http/https only,
+  address not loopback/private/link-local unless ``allow_private_networks``);
+  a chain of 301/308 updates the stored feed URL, a 302/303/307 does not;
+* the connection goes to the address we checked (pinned IP, SNI/Host kept), so
+  DNS rebinding between check and connect does not help an attacker;
+* local paths and file:// URLs from the configuration are read from disk (never
+  reachable through a redirect).
+
+The result of a fetch is a ``FetchResult``; turning it into the next feed
+state is ``pipeline.politeness.next_state`` (pure, unit-tested).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import format_datetime, parsedate_to_datetime
+from pathlib import Path
+from typing import Callable, Sequence
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import httpx
+
+from .config import FeedConfig
+from .errors import BlockedAddressError, FeedError, PermanentFeedError, TransientFeedError
+from .logs import get_logger, log
+from .models import FeedState
+from .settings import Settings
+
+logger = get_logger(__name__)
+
+REDIRECT_CODES = {301, 302, 303, 307, 308}
+PERMANENT_REDIRECTS = {301, 308}
+ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
+          "application/xml;q=0.8, text/xml;q=0.8, */*;q=0.5")
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    feed_id: str
+    url: str  # the URL we started from
+    final_url: str  # after redirects
+    status: int | None = None
+    content: bytes | None = None
+    content_type: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    permanent_url: str | None = None  # set when every hop was a 301/308
+    error: FeedError | None = None
+    elapsed: float = 0.0
+    fetched_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.content is not None
+
+
+def is_local(url: str) -> bool:
+    return url.startswith("file://") or "://" not in url
+
+
+def _local_path(url: str) -> Path:
+    if url.startswith("file://"):
+        return Path(urlsplit(url).path)
+    return Path(url)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _ip_allowed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+async def resolve_checked(host: str, port: int, settings: Settings) -> str | None:
+    """Resolve ``host``; refuse non-public addresses.  Returns the IP to connect to
+    (None when private networks are allowed: httpx resolves as usual)."""
+    if settings.allow_private_networks:
+        return None
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise TransientFeedError(f"cannot resolve {host!r}: {exc}") from exc
+    addrs = []
+    for info in infos:
+        try:
+            addrs.append(ipaddress.ip_address(info[4][0].split("%", 1)[0]))
+        except ValueError:
+            continue
+    if not addrs:
+        raise TransientFeedError(f"no address for {host!r}")
+    bad = [str(a) for a in addrs if not _ip_allowed(a)]
+    if bad:
+        raise BlockedAddressError(
+            f"refused: {host!r} resolves to non-public address {bad[0]} "
+            "(set MEDIAMON_ALLOW_PRIVATE_NETWORKS=true to allow)")
+    # prefer IPv4 for reachability; all addresses were checked
+    addrs.sort(key=lambda a: a.version)
+    return str(addrs[0])
+
+
+class _BoundedDecoder:
+    """gzip/deflate decoding with a hard cap on output size."""
+
+    def __init__(self, encoding: str, cap: int):
+        self.cap = cap
+        self.total = 0
+        enc = (encoding or "identity").strip().lower()
+        if enc in ("gzip", "x-gzip"):
+            self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif enc == "deflate":
+            self._d = zlib.decompressobj()
+        elif enc in ("identity", ""):
+            self._d = None
+        else:
+            raise PermanentFeedError(f"unsupported Content-Encoding {encoding!r}")
+        self.parts: list[bytes] = []
+
+    def _add(self, data: bytes) -> None:
+        self.total += len(data)
+        if self.total > self.cap:
+            raise PermanentFeedError(f"response body exceeds {self.cap} bytes (decoded)")
+        self.parts.append(data)
+
+    def feed(self, chunk: bytes) -> None:
+        if self._d is None:
+            self._add(chunk)
+            return
+        try:
+            data = self._d.decompress(chunk, self.cap - self.total + 1)
+            self._add(data)
+            while self._d.unconsumed_tail:
+                data = self._d.decompress(self._d.unconsumed_tail, self.cap - self.total + 1)
+                if not data:
+                    break
+                self._add(data)
+        except zlib.error as exc:
+            raise PermanentFeedError(f"corrupt compressed body: {exc}") from exc
+
+    def finish(self) -> bytes:
+        if self._d is not None:
+            try:
+                self._add(self._d.flush())
+            except zlib.error as exc:
+                raise PermanentFeedError(f"corrupt compressed body: {exc}") from exc
+        return b"".join(self.parts)
+
+
+def _check_scheme(url: str) -> httpx.URL:
+    try:
+        u = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise PermanentFeedError(f"invalid URL {url!r}: {exc}") from exc
+    if u.scheme not in ("http", "https"):
+        raise BlockedAddressError(f"refused: scheme {u.scheme!r} is not http(s) ({url})")
+    if not u.host:
+        raise PermanentFeedError(f"invalid URL without host: {url!r}")
+    return u
+
+
+def _conditional_headers(state: FeedState | None) -> dict[str, str]:
+    h: dict[str, str] = {}
+    if state is not None:
+        if state.etag:
+            h["If-None-Match"] = state.etag
+        if state.last_modified:
+            h["If-Modified-Since"] = state.last_modified
+    return h
+
+
+async def _fetch_http(client: httpx.AsyncClient, feed: FeedConfig, url: str, state: FeedState | None,
+                      settings: Settings) -> FetchResult:
+    started = time.monotonic()
+    headers = {"User-Agent": settings.user_agent, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"}
+    headers.update(_conditional_headers(state))
+    current = url
+    all_permanent = True
+    for hop in range(settings.max_redirects + 1):
+        u = _check_scheme(current)
+        port = u.port or (443 if u.scheme == "https" else 80)
+        pinned = await resolve_checked(u.host, port, settings)
+        req_url = u
+        extensions: dict = {}
+        hop_headers = dict(headers)
+        if pinned is not None:
+            host_for_url = f"[{pinned}]" if ":" in pinned else pinned
+            req_url = u.copy_with(host=host_for_url)
+            hop_headers["Host"] = u.netloc.decode("ascii")
+            if u.scheme == "https":
+                extensions["sni_hostname"] = u.host
+        request = client.build_request("GET", req_url, headers=hop_headers, extensions=extensions)
+        try:
+            response = await client.send(request, stream=True, follow_redirects=False)
+        except httpx.TimeoutException as exc:
+            raise TransientFeedError(f"timeout connecting to {u.host}: {exc.__class__.__name__}") from exc
+        except httpx.TransportError as exc:
+            raise TransientFeedError(f"connection failed to {u.host}: {exc}") from exc
+        try:
+            status = response.status_code
+            if status in REDIRECT_CODES:
+                location = response.headers.get("location")
+                if not location:
+                    raise PermanentFeedError(f"HTTP {status} without Location header")
+                if status not in PERMANENT_REDIRECTS:
+                    all_permanent = False
+                current = urljoin(current, location.strip())
+                log(logger, 10, "redirect", feed_id=feed.id, status=status, to=current)
+                continue
+            if status == 304:
+                return FetchResult(feed.id, url, current, status=304,
+                                   etag=response.headers.get("etag") or (state.etag if state else None),
+                                   last_modified=response.headers.get("last-modified")
+                                   or (state.last_modified if state else None),
+                                   permanent_url=current if (hop and all_permanent) else None,
+                                   elapsed=time.monotonic() - started)
+            if status == 429 or status == 503:
+                ra = parse_retry_after(response.headers.get("retry-after"))
+                raise TransientFeedError(f"HTTP {status} (retry after {ra}s)" if ra is not None
+                                         else f"HTTP {status}", status=status, retry_after=ra)
+            if status == 410:
+                raise PermanentFeedError("HTTP 410 Gone: the feed was removed", status=410)
+            if status >= 500:
+                raise TransientFeedError(f"HTTP {status}", status=status)
+            if status >= 400:
+                raise PermanentFeedError(f"HTTP {status}", status=status)
+            if status != 200:
+                raise PermanentFeedError(f"unexpected HTTP {status}", status=status)
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
+                raise PermanentFeedError(f"response body exceeds {settings.max_body_bytes} bytes "
+                                         f"(Content-Length {declared})", status=status)
+            decoder = _BoundedDecoder(response.headers.get("content-encoding", ""), settings.max_body_bytes)
+            try:
+                async for chunk in response.aiter_raw():
+                    decoder.feed(chunk)
+            except httpx.TransportError as exc:
+                raise TransientFeedError(f"connection dropped while reading body: {exc}") from exc
+            body = decoder.finish()
+            return FetchResult(feed.id, url, current, status=200, content=body,
+                               content_type=response.headers.get("content-type"),
+                               etag=response.headers.get("etag"),
+                               last_modified=response.headers.get("last-modified"),
+                               permanent_url=current if (hop and all_permanent) else None,
+                               elapsed=time.monotonic() - started)
+        finally:
+            await response.aclose()
+    raise PermanentFeedError(f"too many redirects (> {settings.max_redirects})")
+
+
+def _fetch_local(feed: FeedConfig, url: str, state: FeedState | None, settings: Settings) -> FetchResult:
+    started = time.monotonic()
+    path = _local_path(url)
+    try:
+        st = path.stat()
+        if st.st_size > settings.max_body_bytes:
+            raise PermanentFeedError(f"file exceeds {settings.max_body_bytes} bytes: {path}")
+        modified = format_datetime(datetime.fromtimestamp(st.st_mtime, timezone.utc), usegmt=True)
+        if state is not None and state.last_modified == modified and state.etag == f"size:{st.st_size}":
+            return FetchResult(feed.id, url, url, status=304, etag=state.etag, last_modified=modified,
+                               elapsed=time.monotonic() - started)
+        with open(path, "rb") as fh:
+            data = fh.read(settings.max_body_bytes + 1)
+    except FileNotFoundError as exc:
+        raise PermanentFeedError(f"no such file: {path}") from exc
+    except OSError as exc:
+        raise TransientFeedError(f"cannot read {path}: {exc}") from exc
+    if len(data) > settings.max_body_bytes:
+        raise PermanentFeedError(f"file exceeds {settings.max_body_bytes} bytes: {path}")
+    return FetchResult(feed.id, url, url, status=200, content=data, content_type=None,
+                       etag=f"size:{st.st_size}", last_modified=modified, elapsed=time.monotonic() - started)
+
+
+async def fetch_feed(client: httpx.AsyncClient, feed: FeedConfig, state: FeedState | None,
+                     settings: Settings) -> FetchResult:
+    """Fetch one feed; never raises: errors are returned in ``FetchResult.error``."""
+    url = state.url if (state is not None and state.url) else feed.url
+    started = time.monotonic()
+    try:
+        if is_local(url):
+            return await asyncio.to_thread(_fetch_local, feed, url, state, settings)
+        async with asyncio.timeout(settings.fetch_timeout):
+            return await _fetch_http(client, feed, url, state, settings)
+    except TimeoutError as exc:
+        err: FeedError = TransientFeedError(f"deadline of {settings.fetch_timeout:g}s exceeded")
+        err.__cause__ = exc
+    except FeedError as exc:
+        err = exc
+    except Exception as exc:  # noqa: BLE001 - one bad feed never fails the batch
+        err = TransientFeedError(f"unexpected error: {exc.__class__.__name__}: {exc}")
+        err.__cause__ = exc
+        log(logger, 40, "fetch_unexpected_error", feed_id=feed.id, error=str(exc))
+    log(logger, 30, "fetch_failed", feed_id=feed.id, url=url, error=str(err), status=err.status)
+    return FetchResult(feed.id, url, url, status=err.status, error=err, elapsed=time.monotonic() - started)
+
+
+def make_client(settings: Settings) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=settings.fetch_concurrency * 2,
+                          max_keepalive_connections=settings.fetch_concurrency)
+    timeout = httpx.Timeout(settings.fetch_timeout, connect=settings.connect_timeout)
+    return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False, trust_env=False)
+
+
+async def fetch_all(feeds: Sequence[FeedConfig], states: dict[str, FeedState], settings: Settings,
+                    on_done: Callable[[FetchResult], None] | None = None,
+                    client: httpx.AsyncClient | None = None) -> list[FetchResult]:
+    """Fetch ``feeds`` with bounded concurrency; results in the order of ``feeds``."""
+    sem = asyncio.Semaphore(settings.fetch_concurrency)
+    own = client is None
+    client = client or make_client(settings)
+
+    async def one(feed: FeedConfig) -> FetchResult:
+        async with sem:
+            res = await fetch_feed(client, feed, states.get(feed.id), settings)
+        if on_done is not None:
+            on_done(res)
+        return res
+
+    try:
+        return list(await asyncio.gather(*(one(f) for f in feeds)))
+    finally:
+        if own:
+            await client.aclose()
+
+
+def fetch_all_sync(feeds: Sequence[FeedConfig], states: dict[str, FeedState], settings: Settings,
+                   on_done: Callable[[FetchResult], None] | None = None) -> list[FetchResult]:
+    return asyncio.run(fetch_all(feeds, states, settings, on_done))
+
+
+def redact_url(url: str) -> str:
+    """Drop userinfo from a URL before logging or displaying it."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return url

@@ -1,0 +1,53 @@
+"""Structured logging: ``log(logger, "event", feed_id=..., article_id=...)``.
+
+Records carry their fields in ``record.fields`` (for JSON handlers) and render
+as ``event key=value ...`` for humans.  Set ``MEDIAMON_LOG_JSON=1`` at the edge
+(CLI) to get one JSON object per line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+_ROOT = "mediamon"
+
+
+def get_logger(name: str) -> logging.Logger:
+    return logging.getLogger(f"{_ROOT}.{name.rsplit('.', 1)[-1]}")
+
+
+def log(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
+    if not logger.isEnabledFor(level):
+        return
+    logger.log(level, event, extra={"fields": fields, "event": event})
+
+
+class KeyValueFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", {}) or {}
+        parts = [f"{record.levelname.lower()} {record.name} {record.getMessage()}"]
+        parts += [f"{k}={json.dumps(v, ensure_ascii=False, default=str)}" for k, v in fields.items()]
+        out = " ".join(parts)
+        if record.exc_info:
+            out += "\n" + self.formatException(record.exc_info)
+        return out
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        d = {"ts": self.formatTime(record), "level": record.levelname.lower(), "logger": record.name,
+             "event": record.getMessage(), **(getattr(record, "fields", {}) or {})}
+        if record.exc_info:
+            d["exc"] = self.formatException(record.exc_info)
+        return json.dumps(d, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: int = logging.WARNING, json_lines: bool = False) -> None:
+    root = logging.getLogger(_ROOT)
+    root.setLevel(level)
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if json_lines else KeyValueFormatter())
+    root.handlers[:] = [handler]
+    root.propagate = False

@@ -1,0 +1,193 @@
+"""Frozen records passed between stages.
+
+Stages never mutate an Article; they return new ones with
+``dataclasses.replace``.  ``Article.to_dict`` / ``Article.from_dict`` give the
+JSON shape that is the contract for the index, the CLI's ``--json`` output and
+the Airflow XCom payloads (DESIGN.md, "The Article").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+TranslationStatus = Literal["ok", "skipped", "unavailable", "failed", "pending"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def to_iso(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    return dt.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def from_iso(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    """Provenance of ``title_en``/``summary_en``."""
+
+    status: TranslationStatus = "pending"
+    model: str | None = None
+    truncated: bool = False
+    error: str | None = None
+    suspicious: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "Translation":
+        if not d:
+            return cls()
+        return cls(**{k: d[k] for k in ("status", "model", "truncated", "error", "suspicious") if k in d})
+
+
+@dataclass(frozen=True, slots=True)
+class TopicMatch:
+    topic: str
+    score: float
+    method: Literal["rule", "model"] = "rule"
+    terms: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"topic": self.topic, "score": self.score, "method": self.method, "terms": list(self.terms)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TopicMatch":
+        return cls(topic=d["topic"], score=float(d.get("score", 1.0)), method=d.get("method", "rule"),
+                   terms=tuple(d.get("terms") or ()))
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    id: str
+    feed_id: str
+    url: str | None
+    canonical_url: str | None
+    guid: str | None
+    source: str
+    feed_language: str | None
+    language: str | None
+    title: str
+    summary: str
+    published_at: datetime
+    fetched_at: datetime
+    content_hash: str
+    content: str | None = None
+    title_en: str | None = None
+    summary_en: str | None = None
+    translation: Translation = field(default_factory=Translation)
+    topics: tuple[str, ...] = ()
+    topic_matches: tuple[TopicMatch, ...] = ()
+    date_inferred: bool = False
+    authors: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "url": self.url,
+            "canonical_url": self.canonical_url,
+            "guid": self.guid,
+            "feed_id": self.feed_id,
+            "source": self.source,
+            "feed_language": self.feed_language,
+            "language": self.language,
+            "title": self.title,
+            "summary": self.summary,
+            "content": self.content,
+            "title_en": self.title_en,
+            "summary_en": self.summary_en,
+            "translation": self.translation.to_dict(),
+            "topics": list(self.topics),
+            "topic_matches": [m.to_dict() for m in self.topic_matches],
+            "published_at": to_iso(self.published_at),
+            "date_inferred": self.date_inferred,
+            "fetched_at": to_iso(self.fetched_at),
+            "content_hash": self.content_hash,
+            "authors": list(self.authors),
+            "categories": list(self.categories),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Article":
+        return cls(
+            id=d["id"],
+            feed_id=d.get("feed_id") or "",
+            url=d.get("url"),
+            canonical_url=d.get("canonical_url"),
+            guid=d.get("guid"),
+            source=d.get("source") or "",
+            feed_language=d.get("feed_language"),
+            language=d.get("language"),
+            title=d.get("title") or "",
+            summary=d.get("summary") or "",
+            content=d.get("content"),
+            title_en=d.get("title_en"),
+            summary_en=d.get("summary_en"),
+            translation=Translation.from_dict(d.get("translation")),
+            topics=tuple(d.get("topics") or ()),
+            topic_matches=tuple(TopicMatch.from_dict(m) for m in d.get("topic_matches") or ()),
+            published_at=from_iso(d.get("published_at")) or utcnow(),
+            date_inferred=bool(d.get("date_inferred", False)),
+            fetched_at=from_iso(d.get("fetched_at")) or utcnow(),
+            content_hash=d.get("content_hash") or "",
+            authors=tuple(d.get("authors") or ()),
+            categories=tuple(d.get("categories") or ()),
+        )
+
+    def replace(self, **changes: Any) -> "Article":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """Per-feed politeness and health state, advanced only after indexing succeeded."""
+
+    feed_id: str
+    url: str  # current URL (a 301 updates it)
+    configured_url: str | None = None  # the URL in feeds.yaml this state belongs to
+    etag: str | None = None
+    last_modified: str | None = None
+    last_fetch_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error_at: datetime | None = None
+    last_error: str | None = None
+    last_status: int | None = None
+    consecutive_failures: int = 0
+    next_fetch_at: datetime | None = None
+    disabled: bool = False
+    disabled_reason: str | None = None
+    items_total: int = 0
+    last_new_items: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k, v in d.items():
+            if isinstance(v, datetime):
+                d[k] = to_iso(v)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FeedState":
+        kw = dict(d)
+        for k in ("last_fetch_at", "last_success_at", "last_error_at", "next_fetch_at"):
+            kw[k] = from_iso(kw.get(k))
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in kw.items() if k in names})
+
+    def replace(self, **changes: Any) -> "FeedState":
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,188 @@
+"""RawEntry → Article: canonical URL, stable id, UTC dates, detected language, content hash."""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import re
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from typing import Iterable, Sequence
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .config import FeedConfig
+from .models import Article, Translation
+from .parse import ParsedFeed, RawEntry
+
+# query parameters that only track the reader, never select the content
+TRACKING_PARAMS = re.compile(
+    r"^(utm_[a-z0-9_]*|fbclid|gclid|gclsrc|dclid|yclid|msclkid|mc_cid|mc_eid|_openstat|igshid|"
+    r"ncid|cmpid|ito|wt\.mc_id|_ga|_gl|oly_enc_id|oly_anon_id|vero_id|__twitter_impression|"
+    r"at_medium|at_campaign|at_custom[0-9]*|at_link|at_format|at_ptr_name|s_cid|rss_source|ref_src)$",
+    re.I)
+
+EARLIEST_PLAUSIBLE = datetime(1990, 1, 1, tzinfo=timezone.utc)
+FUTURE_TOLERANCE = timedelta(days=1)
+
+
+def canonical_url(url: str | None) -> str | None:
+    """Lowercased scheme/host, default port dropped, tracking parameters and fragment removed.
+    Non-http(s) links (``javascript:``, ``data:``, relative leftovers) give None."""
+    if not url:
+        return None
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = parts.hostname.lower().rstrip(".")
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    netloc = host if ":" not in host else f"[{host}]"
+    if port and not ((scheme == "http" and port == 80) or (scheme == "https" and port == 443)):
+        netloc += f":{port}"
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not TRACKING_PARAMS.match(k)]
+    path = parts.path or "/"
+    return urlunsplit((scheme, netloc, path, urlencode(query, doseq=True), ""))
+
+
+def safe_link(url: str | None) -> str | None:
+    """The entry link if it is an absolute http(s) URL, else None (never ``javascript:``)."""
+    if not url:
+        return None
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() in ("http", "https") and parts.hostname:
+        return url
+    return None
+
+
+def sha1(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def article_id(canonical: str | None, feed_url: str, guid: str | None, title: str, summary: str) -> str:
+    """sha1 of the canonical URL, else of feed URL + guid, else of feed URL + text."""
+    if canonical:
+        return sha1(canonical)
+    if guid:
+        return sha1(f"{feed_url}\n{guid}")
+    return sha1(f"{feed_url}\n{title}\n{summary[:500]}")
+
+
+def content_hash(title: str, summary: str, content: str | None) -> str:
+    return sha1(f"{title}\n{summary}\n{content or ''}")
+
+
+def entry_datetime(published: Sequence[int] | None, fetched_at: datetime) -> tuple[datetime, bool]:
+    """(UTC datetime, inferred?).  feedparser gives UTC struct_time (offsets and zones such as
+    EST applied); absent or implausible dates (year 9999, before 1990) become the fetch time."""
+    if published:
+        try:
+            ts = calendar.timegm(tuple(published[:6]) + (0, 0, 0))
+            dt = datetime.fromtimestamp(ts, timezone.utc)
+        except (OverflowError, ValueError, OSError, TypeError):
+            dt = None
+        if dt is not None and EARLIEST_PLAUSIBLE <= dt <= fetched_at + FUTURE_TOLERANCE:
+            return dt, False
+    return fetched_at, True
+
+
+class LanguageDetector:
+    """lingua restricted to a configured set; the feed's declared language breaks ties."""
+
+    def __init__(self, languages: Iterable[str]):
+        self.codes = tuple(sorted({c.lower() for c in languages}))
+
+    @staticmethod
+    @lru_cache(maxsize=16)
+    def _detector(codes: tuple[str, ...]):
+        from lingua import IsoCode639_1, LanguageDetectorBuilder
+
+        isos = []
+        for c in codes:
+            iso = getattr(IsoCode639_1, c.upper(), None)
+            if iso is not None:
+                isos.append(iso)
+        if len(isos) < 2:
+            return None
+        return LanguageDetectorBuilder.from_iso_codes_639_1(*isos).build()
+
+    def detect(self, text: str, declared: str | None) -> str | None:
+        text = text[:1000]
+        codes = self.codes
+        if declared and declared not in codes:
+            codes = tuple(sorted(codes + (declared,)))
+        letters = sum(ch.isalpha() for ch in text)
+        if letters < 3:
+            return declared
+        detector = self._detector(codes)
+        if detector is None:
+            return declared
+        values = detector.compute_language_confidence_values(text)
+        if not values:
+            return declared
+        top = values[0]
+        top_code = top.language.iso_code_639_1.name.lower()
+        if declared and declared != top_code:
+            declared_conf = next((v.value for v in values
+                                  if v.language.iso_code_639_1.name.lower() == declared), 0.0)
+            # short or ambiguous text: trust the feed's declaration
+            if letters < 20 or top.value - declared_conf < 0.25:
+                return declared
+        return top_code
+
+
+def normalize_entry(raw: RawEntry, feed: FeedConfig, fetched_at: datetime,
+                    detector: LanguageDetector | None = None, feed_language: str | None = None) -> Article:
+    link = safe_link(raw.link)
+    canonical = canonical_url(link)
+    declared = feed.language or feed_language
+    published_at, inferred = entry_datetime(raw.published, fetched_at)
+    language = declared
+    if detector is not None:
+        language = detector.detect(f"{raw.title}. {raw.summary}", declared)
+    return Article(
+        id=article_id(canonical, feed.url, raw.guid, raw.title, raw.summary),
+        feed_id=feed.id,
+        url=link,
+        canonical_url=canonical,
+        guid=raw.guid,
+        source=feed.source,
+        feed_language=declared,
+        language=language,
+        title=raw.title,
+        summary=raw.summary,
+        content=raw.content,
+        published_at=published_at,
+        date_inferred=inferred,
+        fetched_at=fetched_at,
+        content_hash=content_hash(raw.title, raw.summary, raw.content),
+        translation=Translation(status="pending"),
+        authors=raw.authors,
+        categories=tuple(raw.categories) + tuple(t for t in feed.tags if t not in raw.categories),
+    )
+
+
+def normalize_feed(parsed: ParsedFeed, feed: FeedConfig, fetched_at: datetime,
+                   detector: LanguageDetector | None = None) -> tuple[list[Article], list[str]]:
+    """All entries of one feed; a bad entry is skipped with a warning, never fails the feed.
+    Duplicated GUIDs/links inside one document collapse to the first occurrence."""
+    out: dict[str, Article] = {}
+    problems: list[str] = []
+    for raw in parsed.entries:
+        try:
+            a = normalize_entry(raw, feed, fetched_at, detector, parsed.language)
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"skipped entry {raw.guid or raw.link!r}: {exc.__class__.__name__}: {exc}")
+            continue
+        out.setdefault(a.id, a)
+    return list(out.values()), problems

@@ -1,0 +1,86 @@
+"""One Settings object, built at the edge (CLI, DAG task, test) and passed down.
+
+Nothing below this module reads ``os.environ``: every stage receives the
+``Settings`` it needs as an argument.  Environment variables use the
+``MEDIAMON_`` prefix, e.g. ``MEDIAMON_DATA_DIR=/var/lib/mediamon``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from . import __version__
+
+DEFAULT_USER_AGENT = (
+    f"mediamon/{__version__} (+https://github.com/mediamon/mediamon; news monitoring feed reader)"
+)
+
+
+class Settings(BaseSettings):
+    """Runtime configuration.  See DESIGN.md "Configuration" for the contract."""
+
+    model_config = SettingsConfigDict(env_prefix="MEDIAMON_", extra="ignore", frozen=True)
+
+    # files
+    config_dir: Path = Path("config")
+    data_dir: Path = Path("data")
+
+    # Elasticsearch (unset URL -> embedded SQLite store in data_dir)
+    elasticsearch_url: str | None = None
+    elasticsearch_api_key: SecretStr | None = None
+    elasticsearch_username: str | None = None
+    elasticsearch_password: SecretStr | None = None
+    elasticsearch_ca_certs: Path | None = None
+    index_prefix: str = "mediamon"
+
+    # translation / classification
+    translation_backend: Literal["transformers", "ctranslate2", "none"] = "transformers"
+    translation_model: str = "Helsinki-NLP/opus-mt-ru-en"
+    translation_models: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per source language model overrides, e.g. {'uk': 'Helsinki-NLP/opus-mt-uk-en'}",
+    )
+    translation_device: str = "cpu"
+    translation_batch_size: int = Field(default=16, ge=1, le=512)
+    classifier_model: str | None = None
+
+    # mail (unset host -> .eml files in data_dir/outbox)
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    smtp_from: str = "mediamon@localhost"
+    smtp_timeout: float = 30.0
+
+    # fetching
+    allow_private_networks: bool = False
+    user_agent: str = DEFAULT_USER_AGENT
+    fetch_concurrency: int = Field(default=16, ge=1, le=512)
+    fetch_timeout: float = Field(default=30.0, gt=0, description="total deadline per request, seconds")
+    connect_timeout: float = Field(default=10.0, gt=0)
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description="cap on decoded body")
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    max_items_per_feed: int = Field(default=1000, ge=1)
+    backoff_base: float = Field(default=300.0, gt=0, description="first retry delay after a failure, s")
+    backoff_cap: float = Field(default=6 * 3600.0, gt=0, description="longest backoff, s")
+    retry_after_cap: float = Field(default=24 * 3600.0, gt=0)
+    default_interval: float = Field(default=900.0, gt=0, description="poll interval, s")
+    languages: tuple[str, ...] = ("ru", "en", "uk", "be")
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / "mediamon.sqlite3"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+    @property
+    def uses_elasticsearch(self) -> bool:
+        return bool(self.elasticsearch_url)

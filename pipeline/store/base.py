@@ -1,0 +1,84 @@
+"""The Store protocol: one adapter per backend (SQLite embedded, Elasticsearch).
+
+Every method is idempotent where it writes: indexing the same Article twice
+leaves one document; saving the same feed state twice is a no-op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Iterable, Literal, Protocol, Sequence, runtime_checkable
+
+from ..models import Article, FeedState
+
+
+@dataclass(frozen=True, slots=True)
+class IndexResult:
+    created: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    failed: dict[str, str] = field(default_factory=dict)  # id -> reason (dead letters)
+
+    @property
+    def stored(self) -> int:
+        return len(self.created) + len(self.updated) + len(self.unchanged)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRequest:
+    query: str | None = None
+    topics: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    feed_ids: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    sort: Literal["newest", "oldest", "relevance"] = "newest"
+    limit: int = 20
+    offset: int = 0
+    # opaque cursor from a previous SearchResult.next_cursor (search_after paging)
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    total: int
+    hits: tuple[Article, ...]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    total: int
+    by_source: dict[str, int]
+    by_language: dict[str, int]
+    by_topic: dict[str, int]
+    by_day: dict[str, int]
+
+    def to_dict(self) -> dict:
+        return {"total": self.total, "by_source": self.by_source, "by_language": self.by_language,
+                "by_topic": self.by_topic, "by_day": self.by_day}
+
+
+TranslationKey = tuple[str, str, str]  # (model, source language, sha1 of the source text)
+
+
+@runtime_checkable
+class Store(Protocol):
+    # articles
+    def known_ids(self, ids: Iterable[str]) -> set[str]: ...
+    def index(self, articles: Sequence[Article]) -> IndexResult: ...
+    def get_articles(self, ids: Iterable[str]) -> list[Article]: ...
+    def articles_pending_translation(self, limit: int = 1000) -> list[Article]: ...
+    def search(self, request: SearchRequest) -> SearchResult: ...
+    def stats(self, request: SearchRequest | None = None) -> Stats: ...
+    def count(self) -> int: ...
+    # feed state
+    def get_feed_states(self) -> dict[str, FeedState]: ...
+    def save_feed_states(self, states: Iterable[FeedState]) -> None: ...
+    # translation cache
+    def get_translations(self, keys: Iterable[TranslationKey]) -> dict[TranslationKey, str]: ...
+    def put_translations(self, items: Iterable[tuple[TranslationKey, str]]) -> None: ...
+    # lifecycle
+    def close(self) -> None: ...

@@ -1,0 +1,338 @@
+"""Embedded store: one SQLite file in DATA_DIR with an FTS5 index over stemmed text.
+
+Schema is versioned with ``PRAGMA user_version``; ``MIGRATIONS[i]`` upgrades
+version ``i`` to ``i + 1``.  Safe for one writer (WAL mode, busy timeout for
+readers such as ``mediamon search`` running beside a cycle).
+
+FTS5 columns (``articles_fts``, rowid = ``articles.rowid``)::
+
+    title, summary, content              stemmed tokens: original text, FIELD_GAP, English text
+    title_raw, summary_raw, content_raw  the same, folded but unstemmed (for trailing wildcards)
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ..analysis import FIELD_GAP, stems, tokenize
+from ..errors import StoreError, StoreUnavailable
+from ..models import Article, FeedState, to_iso
+from .base import IndexResult, SearchRequest, SearchResult, Stats, TranslationKey
+
+FTS_COLUMNS = ("title", "summary", "content", "title_raw", "summary_raw", "content_raw")
+
+MIGRATIONS: list[str] = [
+    # 0 -> 1
+    """
+    CREATE TABLE articles (
+        rowid INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        feed_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        language TEXT,
+        canonical_url TEXT,
+        published_at TEXT NOT NULL,
+        fetched_at TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        translation_status TEXT,
+        doc TEXT NOT NULL
+    );
+    CREATE INDEX articles_published ON articles(published_at, rowid);
+    CREATE INDEX articles_source ON articles(source);
+    CREATE INDEX articles_language ON articles(language);
+    CREATE INDEX articles_translation ON articles(translation_status);
+    CREATE TABLE article_topics (
+        topic TEXT NOT NULL,
+        article_rowid INTEGER NOT NULL REFERENCES articles(rowid) ON DELETE CASCADE,
+        PRIMARY KEY (topic, article_rowid)
+    ) WITHOUT ROWID;
+    CREATE INDEX article_topics_rowid ON article_topics(article_rowid);
+    CREATE VIRTUAL TABLE articles_fts USING fts5(
+        title, summary, content, title_raw, summary_raw, content_raw,
+        tokenize = "unicode61 remove_diacritics 0"
+    );
+    CREATE TABLE feed_state (
+        feed_id TEXT PRIMARY KEY,
+        state TEXT NOT NULL
+    );
+    CREATE TABLE translation_cache (
+        model TEXT NOT NULL,
+        language TEXT NOT NULL,
+        text_hash TEXT NOT NULL,
+        translation TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (model, language, text_hash)
+    ) WITHOUT ROWID;
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _fts_values(a: Article) -> tuple[str, ...]:
+    def pair(orig: str | None, en: str | None) -> tuple[str, str]:
+        raw = tokenize(orig)
+        if en and en != orig:
+            raw = raw + [FIELD_GAP] + tokenize(en)
+        return " ".join(stems(raw)), " ".join(raw)
+
+    t_stem, t_raw = pair(a.title, a.title_en)
+    s_stem, s_raw = pair(a.summary, a.summary_en)
+    c_stem, c_raw = pair(a.content, None)
+    return (t_stem, s_stem, c_stem, t_raw, s_raw, c_raw)
+
+
+def _encode_cursor(published_at: str, rowid: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps([published_at, rowid]).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[str, int]:
+    try:
+        p, r = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return str(p), int(r)
+    except Exception as exc:  # noqa: BLE001 - any garbage cursor is a user error
+        raise ValueError(f"invalid cursor: {cursor!r}") from exc
+
+
+class SQLiteStore:
+    """The embedded default store.  ``SQLiteStore(path)`` creates or migrates the file."""
+
+    def __init__(self, path: Path | str, *, timeout: float = 30.0):
+        self.path = Path(path)
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), timeout=timeout, isolation_level=None,
+                                       check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"cannot open SQLite store {path}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path} is not a usable mediamon store: {exc}") from exc
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: schema version {version} is newer than this mediamon "
+                             f"({SCHEMA_VERSION}); upgrade mediamon")
+        for v in range(version, SCHEMA_VERSION):
+            # one transaction per step: a failed migration leaves the previous version intact
+            self._db.executescript("BEGIN IMMEDIATE;" + MIGRATIONS[v] + f";PRAGMA user_version={v + 1};COMMIT;")
+
+    def _tx(self):
+        db = self._db
+
+        class _Tx:
+            def __enter__(self_inner):
+                db.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self_inner, exc_type, exc, tb):
+                if exc_type is None:
+                    db.execute("COMMIT")
+                else:
+                    db.execute("ROLLBACK")
+                return False
+
+        return _Tx()
+
+    def _write(self, fn):
+        try:
+            with self._tx():
+                return fn()
+        except sqlite3.OperationalError as exc:
+            # locked, disk full (SQLITE_FULL surfaces as OperationalError), I/O errors
+            raise StoreUnavailable(f"SQLite write failed ({self.path}): {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        return self._db
+
+    # -- articles ---------------------------------------------------------------------------
+    def count(self) -> int:
+        return self._db.execute("SELECT count(*) FROM articles").fetchone()[0]
+
+    def known_ids(self, ids: Iterable[str]) -> set[str]:
+        ids = list(dict.fromkeys(ids))
+        found: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            q = f"SELECT id FROM articles WHERE id IN ({','.join('?' * len(chunk))})"
+            found.update(r[0] for r in self._db.execute(q, chunk))
+        return found
+
+    def index(self, articles: Sequence[Article]) -> IndexResult:
+        created: list[str] = []
+        updated: list[str] = []
+        unchanged: list[str] = []
+
+        def do() -> None:
+            for a in articles:
+                doc = json.dumps(a.to_dict(), ensure_ascii=False, sort_keys=True)
+                row = self._db.execute("SELECT rowid, doc FROM articles WHERE id=?", (a.id,)).fetchone()
+                if row is not None and row[1] == doc:
+                    unchanged.append(a.id)
+                    continue
+                params = (a.feed_id, a.source, a.language, a.canonical_url, to_iso(a.published_at),
+                          to_iso(a.fetched_at), a.content_hash, a.translation.status, doc)
+                if row is None:
+                    cur = self._db.execute(
+                        "INSERT INTO articles (feed_id, source, language, canonical_url, published_at,"
+                        " fetched_at, content_hash, translation_status, doc, id)"
+                        " VALUES (?,?,?,?,?,?,?,?,?,?)", params + (a.id,))
+                    rowid = cur.lastrowid
+                    created.append(a.id)
+                else:
+                    rowid = row[0]
+                    self._db.execute(
+                        "UPDATE articles SET feed_id=?, source=?, language=?, canonical_url=?,"
+                        " published_at=?, fetched_at=?, content_hash=?, translation_status=?, doc=?"
+                        " WHERE rowid=?", params + (rowid,))
+                    self._db.execute("DELETE FROM articles_fts WHERE rowid=?", (rowid,))
+                    self._db.execute("DELETE FROM article_topics WHERE article_rowid=?", (rowid,))
+                    updated.append(a.id)
+                self._db.execute(
+                    f"INSERT INTO articles_fts (rowid, {', '.join(FTS_COLUMNS)}) VALUES (?,?,?,?,?,?,?)",
+                    (rowid, *_fts_values(a)))
+                self._db.executemany("INSERT OR IGNORE INTO article_topics (topic, article_rowid) VALUES (?,?)",
+                                     [(t, rowid) for t in a.topics])
+
+        self._write(do)
+        return IndexResult(created=tuple(created), updated=tuple(updated), unchanged=tuple(unchanged))
+
+    def _rows_to_articles(self, rows) -> list[Article]:
+        return [Article.from_dict(json.loads(r[0])) for r in rows]
+
+    def get_articles(self, ids: Iterable[str]) -> list[Article]:
+        ids = list(ids)
+        out: dict[str, Article] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            q = f"SELECT doc FROM articles WHERE id IN ({','.join('?' * len(chunk))})"
+            for a in self._rows_to_articles(self._db.execute(q, chunk)):
+                out[a.id] = a
+        return [out[i] for i in ids if i in out]
+
+    def articles_pending_translation(self, limit: int = 1000) -> list[Article]:
+        rows = self._db.execute(
+            "SELECT doc FROM articles WHERE translation_status IN ('unavailable', 'pending')"
+            " ORDER BY published_at DESC LIMIT ?", (limit,))
+        return self._rows_to_articles(rows)
+
+    def _where(self, req: SearchRequest) -> tuple[list[str], list]:
+        clauses: list[str] = []
+        params: list = []
+        if req.query and req.query.strip():
+            from ..query import parse_query, to_sqlite
+
+            sql, qparams = to_sqlite(parse_query(req.query))
+            clauses.append(f"({sql})")
+            params.extend(qparams)
+        if req.topics:
+            clauses.append("a.rowid IN (SELECT article_rowid FROM article_topics WHERE topic IN "
+                           f"({','.join('?' * len(req.topics))}))")
+            params.extend(req.topics)
+        for col, values in (("language", req.languages), ("source", req.sources), ("feed_id", req.feed_ids)):
+            if values:
+                clauses.append(f"a.{col} IN ({','.join('?' * len(values))})")
+                params.extend(values)
+        if req.since:
+            clauses.append("a.published_at >= ?")
+            params.append(to_iso(req.since))
+        if req.until:
+            clauses.append("a.published_at < ?")
+            params.append(to_iso(req.until))
+        return clauses, params
+
+    def search(self, request: SearchRequest) -> SearchResult:
+        clauses, params = self._where(request)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        total = self._db.execute(f"SELECT count(*) FROM articles a{where}", params).fetchone()[0]
+        order = "a.published_at DESC, a.rowid DESC" if request.sort != "oldest" else "a.published_at ASC, a.rowid ASC"
+        page_clauses = list(clauses)
+        page_params = list(params)
+        if request.cursor:
+            p, r = _decode_cursor(request.cursor)
+            op = "<" if request.sort != "oldest" else ">"
+            page_clauses.append(f"(a.published_at, a.rowid) {op} (?, ?)")
+            page_params.extend([p, r])
+        pwhere = (" WHERE " + " AND ".join(page_clauses)) if page_clauses else ""
+        offset = 0 if request.cursor else request.offset
+        rows = self._db.execute(
+            f"SELECT a.doc, a.published_at, a.rowid FROM articles a{pwhere} ORDER BY {order} LIMIT ? OFFSET ?",
+            page_params + [request.limit, offset]).fetchall()
+        hits = self._rows_to_articles(rows)
+        next_cursor = None
+        if rows and len(rows) == request.limit:
+            next_cursor = _encode_cursor(rows[-1][1], rows[-1][2])
+        return SearchResult(total=total, hits=tuple(hits), next_cursor=next_cursor)
+
+    def stats(self, request: SearchRequest | None = None) -> Stats:
+        req = request or SearchRequest()
+        clauses, params = self._where(req)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+
+        def counts(expr: str, join: str = "") -> dict[str, int]:
+            rows = self._db.execute(
+                f"SELECT {expr} AS k, count(*) FROM articles a {join}{where} GROUP BY k ORDER BY count(*) DESC, k",
+                params).fetchall()
+            return {str(k): n for k, n in rows if k is not None}
+
+        total = self._db.execute(f"SELECT count(*) FROM articles a{where}", params).fetchone()[0]
+        return Stats(
+            total=total,
+            by_source=counts("a.source"),
+            by_language=counts("coalesce(a.language, 'unknown')"),
+            by_topic=counts("t.topic", "JOIN article_topics t ON t.article_rowid = a.rowid "),
+            by_day=dict(sorted(counts("substr(a.published_at, 1, 10)").items(), reverse=True)),
+        )
+
+    # -- feed state ------------------------------------------------------------------------------
+    def get_feed_states(self) -> dict[str, FeedState]:
+        rows = self._db.execute("SELECT feed_id, state FROM feed_state").fetchall()
+        return {fid: FeedState.from_dict(json.loads(s)) for fid, s in rows}
+
+    def save_feed_states(self, states: Iterable[FeedState]) -> None:
+        rows = [(s.feed_id, json.dumps(s.to_dict(), sort_keys=True)) for s in states]
+
+        def do() -> None:
+            self._db.executemany(
+                "INSERT INTO feed_state (feed_id, state) VALUES (?, ?)"
+                " ON CONFLICT(feed_id) DO UPDATE SET state=excluded.state", rows)
+
+        self._write(do)
+
+    # -- translation cache --------------------------------------------------------------------------
+    def get_translations(self, keys: Iterable[TranslationKey]) -> dict[TranslationKey, str]:
+        out: dict[TranslationKey, str] = {}
+        for key in dict.fromkeys(keys):
+            row = self._db.execute(
+                "SELECT translation FROM translation_cache WHERE model=? AND language=? AND text_hash=?",
+                key).fetchone()
+            if row is not None:
+                out[key] = row[0]
+        return out
+
+    def put_translations(self, items: Iterable[tuple[TranslationKey, str]]) -> None:
+        now = to_iso(datetime.now(timezone.utc))
+        rows = [(k[0], k[1], k[2], v, now) for k, v in items]
+        if not rows:
+            return
+
+        def do() -> None:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO translation_cache (model, language, text_hash, translation, created_at)"
+                " VALUES (?,?,?,?,?)", rows)
+
+        self._write(do)

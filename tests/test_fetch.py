@@ -1,0 +1,205 @@
+"""Fetching: conditional GET, redirects, status handling, limits, address checks (loopback only)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from werkzeug import Response
+
+from pipeline import fetch as fetch_mod
+from pipeline.config import FeedConfig
+from pipeline.errors import BlockedAddressError, PermanentFeedError, TransientFeedError
+from pipeline.fetch import fetch_feed, make_client, parse_retry_after
+from pipeline.models import FeedState
+from pipeline.politeness import backoff_seconds, is_due, next_state
+
+from .conftest import FEED_FIXTURES, make_settings
+
+RSS = (FEED_FIXTURES / "ru_news.xml").read_bytes()
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+
+
+def _fetch(settings, url, state=None, feed_id="f"):
+    feed = FeedConfig(id=feed_id, url=url, source="S")
+
+    async def go():
+        client = make_client(settings)
+        try:
+            return await fetch_feed(client, feed, state, settings)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+def test_conditional_get_etag_and_last_modified(tmp_path, feed_server):
+    settings = make_settings(tmp_path)
+    url = feed_server.add("/ru.xml", RSS)
+    first = _fetch(settings, url)
+    assert first.status == 200 and first.content == RSS and first.etag
+    state = next_state(FeedState("f", url), first, NOW, settings, new_items=4)
+    second = _fetch(settings, url, state)
+    assert second.not_modified and second.content is None
+    assert feed_server.requests[-1]["if_none_match"] == first.etag
+    assert feed_server.requests[-1]["if_modified_since"] == feed_server.LAST_MODIFIED
+    assert feed_server.requests[0]["user_agent"].startswith("mediamon/")
+
+
+def test_permanent_redirect_updates_url_temporary_does_not(tmp_path, httpserver):
+    settings = make_settings(tmp_path)
+    httpserver.expect_request("/old").respond_with_response(
+        Response(status=301, headers={"Location": "/new"}))
+    httpserver.expect_request("/new").respond_with_data(RSS, content_type="application/rss+xml")
+    httpserver.expect_request("/tmp").respond_with_response(
+        Response(status=302, headers={"Location": httpserver.url_for("/new")}))
+    r301 = _fetch(settings, httpserver.url_for("/old"))
+    assert r301.status == 200 and r301.permanent_url == httpserver.url_for("/new")
+    s = next_state(FeedState("f", httpserver.url_for("/old")), r301, NOW, settings)
+    assert s.url == httpserver.url_for("/new")
+    r302 = _fetch(settings, httpserver.url_for("/tmp"))
+    assert r302.status == 200 and r302.permanent_url is None
+    s = next_state(FeedState("f", httpserver.url_for("/tmp")), r302, NOW, settings)
+    assert s.url == httpserver.url_for("/tmp")
+
+
+def test_redirect_loop_is_bounded(tmp_path, httpserver):
+    settings = make_settings(tmp_path, max_redirects=3)
+    httpserver.expect_request("/loop").respond_with_response(Response(status=302, headers={"Location": "/loop"}))
+    res = _fetch(settings, httpserver.url_for("/loop"))
+    assert isinstance(res.error, PermanentFeedError) and "too many redirects" in str(res.error)
+
+
+def test_410_disables_feed(tmp_path, httpserver):
+    settings = make_settings(tmp_path)
+    httpserver.expect_request("/gone").respond_with_data("", status=410)
+    res = _fetch(settings, httpserver.url_for("/gone"))
+    assert res.error is not None and res.error.status == 410
+    state = next_state(FeedState("f", "u"), res, NOW, settings)
+    assert state.disabled and "410" in state.disabled_reason
+    feed = FeedConfig(id="f", url="u", source="S")
+    assert is_due(feed, state, NOW + timedelta(days=30), settings)[0] is False
+
+
+@pytest.mark.parametrize("header,expected", [("120", 120.0), ("Tue, 24 Nov 2026 12:10:00 GMT", 600.0)])
+def test_429_and_503_honour_retry_after(tmp_path, httpserver, header, expected):
+    settings = make_settings(tmp_path)
+    httpserver.expect_request("/busy").respond_with_data("slow down", status=429, headers={"Retry-After": header})
+    res = _fetch(settings, httpserver.url_for("/busy"))
+    assert isinstance(res.error, TransientFeedError) and res.error.status == 429
+    if header.isdigit():
+        assert res.error.retry_after == expected
+    assert parse_retry_after(header, NOW) == expected
+    err = TransientFeedError("HTTP 503", status=503, retry_after=expected)
+    state = next_state(FeedState("f", "u"), fetch_mod.FetchResult("f", "u", "u", error=err), NOW, settings)
+    assert state.next_fetch_at == NOW + timedelta(seconds=expected)
+    assert not state.disabled
+
+
+def test_other_failures_back_off_exponentially_with_cap_and_never_disable(tmp_path, httpserver):
+    settings = make_settings(tmp_path, backoff_base=60, backoff_cap=600)
+    httpserver.expect_request("/err").respond_with_data("oops", status=500)
+    res = _fetch(settings, httpserver.url_for("/err"))
+    assert isinstance(res.error, TransientFeedError)
+    state = FeedState("f", "u")
+    delays = []
+    for _ in range(8):
+        state = next_state(state, res, NOW, settings)
+        delays.append((state.next_fetch_at - NOW).total_seconds())
+        assert not state.disabled
+    assert delays[:5] == [60, 120, 240, 480, 600] and max(delays) == 600
+    assert backoff_seconds(100, settings) == 600
+    # a success resets the failure count
+    ok = fetch_mod.FetchResult("f", "u", "u", status=200, content=b"x")
+    assert next_state(state, ok, NOW, settings).consecutive_failures == 0
+
+
+def test_body_cap_on_plain_and_gzip_bodies(tmp_path, httpserver):
+    settings = make_settings(tmp_path, max_body_bytes=100_000)
+    big = b"<rss>" + b"a" * 200_000 + b"</rss>"
+    httpserver.expect_request("/big").respond_with_data(big)
+    bomb = gzip.compress(b"\0" * 50_000_000)  # 50 MB of zeros in ~50 KB
+    httpserver.expect_request("/bomb").respond_with_data(bomb, headers={"Content-Encoding": "gzip"})
+    small = gzip.compress(RSS)
+    httpserver.expect_request("/gz").respond_with_data(small, headers={"Content-Encoding": "gzip"})
+    res = _fetch(settings, httpserver.url_for("/big"))
+    assert isinstance(res.error, PermanentFeedError) and "exceeds" in str(res.error)
+    res = _fetch(settings, httpserver.url_for("/bomb"))
+    assert isinstance(res.error, PermanentFeedError) and "exceeds" in str(res.error)
+    res = _fetch(settings, httpserver.url_for("/gz"))
+    assert res.content == RSS
+
+
+def test_total_deadline_stops_a_trickling_server(tmp_path, httpserver):
+    settings = make_settings(tmp_path, fetch_timeout=1.0)
+
+    def trickle():
+        for _ in range(10):
+            time.sleep(0.4)
+            yield b"<"
+
+    httpserver.expect_request("/slow").respond_with_response(Response(trickle(), status=200))
+    t0 = time.monotonic()
+    res = _fetch(settings, httpserver.url_for("/slow"))
+    assert time.monotonic() - t0 < 3.5
+    assert isinstance(res.error, TransientFeedError) and "deadline" in str(res.error)
+
+
+def test_private_addresses_refused_unless_allowed(tmp_path, httpserver):
+    httpserver.expect_request("/x").respond_with_data(RSS)
+    strict = make_settings(tmp_path, allow_private_networks=False)
+    for url in (httpserver.url_for("/x"), "http://2130706433/feed", "http://[::1]/feed",
+                "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/feed", "http://0.0.0.0/"):
+        res = _fetch(strict, url)
+        assert isinstance(res.error, BlockedAddressError), url
+    for url in ("gopher://127.0.0.1/x", "ftp://example.org/feed"):
+        with pytest.raises(ValueError, match="http"):
+            FeedConfig(id="f", url=url, source="S")  # refused at config time
+    assert not httpserver.log  # nothing reached the server
+    allowed = make_settings(tmp_path, allow_private_networks=True)
+    assert _fetch(allowed, httpserver.url_for("/x")).content == RSS
+
+
+def test_every_redirect_hop_is_checked(tmp_path, httpserver, monkeypatch):
+    """The first hop is treated as public (monkeypatched check for the name 'localhost');
+    its redirects to loopback/private/file:/gopher: targets are refused."""
+    strict = make_settings(tmp_path, allow_private_networks=False)
+    real = fetch_mod.resolve_checked
+
+    async def fake(host, port, settings):
+        if host == "localhost":
+            return None  # pretend public, connect normally (still loopback in reality)
+        return await real(host, port, settings)
+
+    monkeypatch.setattr(fetch_mod, "resolve_checked", fake)
+    port = httpserver.port
+    targets = {
+        "/to-loopback": f"http://127.0.0.1:{port}/x",
+        "/to-decimal": f"http://2130706433:{port}/x",
+        "/to-linklocal": "http://169.254.169.254/latest/meta-data/",
+        "/to-file": "file:///etc/passwd",
+        "/to-gopher": "gopher://127.0.0.1:70/_x",
+    }
+    for path, target in targets.items():
+        httpserver.expect_request(path).respond_with_response(Response(status=302, headers={"Location": target}))
+    httpserver.expect_request("/x").respond_with_data("secret")
+    for path in targets:
+        res = _fetch(strict, f"http://localhost:{port}{path}")
+        assert isinstance(res.error, BlockedAddressError), path
+    assert all(req.path != "/x" for req, _ in httpserver.log)
+
+
+def test_local_file_feeds_and_conditional_by_mtime(tmp_path):
+    settings = make_settings(tmp_path)
+    p = tmp_path / "feed.xml"
+    p.write_bytes(RSS)
+    first = _fetch(settings, str(p))
+    assert first.status == 200 and first.content == RSS
+    state = next_state(FeedState("f", str(p)), first, NOW, settings)
+    assert _fetch(settings, str(p), state).not_modified
+    assert _fetch(settings, "file://" + str(p)).content == RSS
+    missing = _fetch(settings, str(tmp_path / "nope.xml"))
+    assert isinstance(missing.error, PermanentFeedError)
