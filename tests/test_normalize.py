@@ -1,0 +1,74 @@
+"""Normalising: canonical URLs, ids, dates, language."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from pipeline.config import FeedConfig
+from pipeline.normalize import (LanguageDetector, article_id, canonical_url, entry_datetime, normalize_entry,
+                                safe_link)
+from pipeline.parse import RawEntry
+
+FETCHED = datetime(2026, 11, 24, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("url,expected", [
+    ("HTTPS://News.Example.RU:443/a/b?utm_source=rss&id=7#top", "https://news.example.ru/a/b?id=7"),
+    ("http://example.com:80", "http://example.com/"),
+    ("http://example.com:8080/x?fbclid=1&gclid=2&yclid=3", "http://example.com:8080/x"),
+    ("https://example.com/x?b=2&a=1", "https://example.com/x?b=2&a=1"),  # order kept: it can matter
+    ("javascript:alert(1)", None),
+    ("/relative/path", None),
+    ("data:text/html,hi", None),
+    ("", None),
+])
+def test_canonical_url(url, expected):
+    assert canonical_url(url) == expected
+
+
+def test_safe_link_only_http():
+    assert safe_link(" https://x.example/a ") == "https://x.example/a"
+    assert safe_link("JavaScript:alert(1)") is None
+    assert safe_link("file:///etc/passwd") is None
+
+
+def test_ids_are_stable_and_shared_across_feeds():
+    a = article_id("https://x.example/a", "https://feed1", "g1", "t", "s")
+    b = article_id("https://x.example/a", "https://feed2", "g2", "other", "other")
+    assert a == b and len(a) == 40
+    assert article_id(None, "https://feed1", "g1", "t", "s") != article_id(None, "https://feed2", "g1", "t", "s")
+    assert article_id(None, "https://feed1", None, "t", "s") == article_id(None, "https://feed1", None, "t", "s")
+
+
+@pytest.mark.parametrize("parsed,expected,inferred", [
+    ((2026, 11, 23, 7, 15, 0), datetime(2026, 11, 23, 7, 15, tzinfo=timezone.utc), False),
+    (None, FETCHED, True),
+    ((9999, 1, 1, 0, 0, 0), FETCHED, True),
+    ((1969, 12, 31, 0, 0, 0), FETCHED, True),
+    ((2026, 11, 30, 0, 0, 0), FETCHED, True),  # far in the future
+])
+def test_entry_datetime(parsed, expected, inferred):
+    assert entry_datetime(parsed, FETCHED) == (expected, inferred)
+
+
+def test_language_detection_with_declared_tie_breaker():
+    d = LanguageDetector(["ru", "en", "uk", "be"])
+    assert d.detect("Министерство обороны сообщило о размещении ракетного комплекса", "en") == "ru"
+    assert d.detect("The defence ministry reported the deployment of a missile system", "ru") == "en"
+    assert d.detect("Міністерство оборони повідомило про розміщення ракетного комплексу", "ru") == "uk"
+    assert d.detect("NATO", "ru") == "ru"  # too short: trust the feed
+    assert d.detect("", "en") == "en"
+
+
+def test_normalize_entry_fields():
+    feed = FeedConfig(id="f", url="https://feeds.example.org/f.xml", source="Example", language="ru", tags=("t1",))
+    raw = RawEntry(title="Ракеты «Орешник»", summary="Текст новости о ракетах.", content=None,
+                   link="https://x.example/a?utm_medium=rss", guid="g", published=(2026, 11, 23, 0, 0, 0),
+                   published_raw="Mon, 23 Nov 2026 03:00:00 +0300", authors=("A",), categories=("Армия",))
+    a = normalize_entry(raw, feed, FETCHED, LanguageDetector(["ru", "en"]))
+    assert a.id == article_id("https://x.example/a", feed.url, "g", "", "")
+    assert a.language == "ru" and a.feed_language == "ru" and a.source == "Example"
+    assert a.categories == ("Армия", "t1") and a.translation.status == "pending"
+    assert a.content_hash and not a.date_inferred
