@@ -49,3 +49,7 @@ def main() -> None:
 
 
 _register_all()
+
+
+if __name__ == "__main__":
+    main()

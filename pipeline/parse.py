@@ -305,6 +305,9 @@ def parse_feed(data: bytes, *, url: str, content_type: str | None = None,
     """Parse fetched bytes.  Raises FeedParseError when nothing usable is in them."""
     import feedparser  # heavy-ish import kept out of DAG parse time
 
+    from .dates import register as _register_dates
+
+    _register_dates()
     started = time.monotonic()
     if not data or not data.strip():
         raise FeedParseError("empty response body")

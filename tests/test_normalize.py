@@ -72,3 +72,17 @@ def test_normalize_entry_fields():
     assert a.language == "ru" and a.feed_language == "ru" and a.source == "Example"
     assert a.categories == ("Армия", "t1") and a.translation.status == "pending"
     assert a.content_hash and not a.date_inferred
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("Seg, 24 Set 2018 19:42:40 -0300", (2018, 9, 24, 22, 42, 40)),
+    ("Пн, 23 ноя 2026 10:15:00 +0300", (2026, 11, 23, 7, 15, 0)),
+    ("23 ноября 2026 10:15 +0300", (2026, 11, 23, 7, 15, 0)),
+    ("Di, 03 Dez 2024 08:00:00 GMT", (2024, 12, 3, 8, 0, 0)),
+    ("not a date", None),
+])
+def test_localised_month_names(value, expected):
+    from pipeline.dates import parse_localised_rfc822
+
+    r = parse_localised_rfc822(value)
+    assert (tuple(r[:6]) if r else None) == expected

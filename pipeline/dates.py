@@ -1,0 +1,65 @@
+"""Extra date parsing for feeds whose RFC 822 dates use non-English names.
+
+feedparser understands English month/day names only; Russian, Ukrainian,
+Portuguese, Spanish, German and French feeds often localise them
+("Пн, 23 ноя 2026 10:15:00 +0300", "Seg, 24 Set 2018 19:42:40 -0300").
+We translate the names to English and let the standard RFC 822 parser do the
+rest.  Registered once with ``feedparser.registerDateHandler``.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import time
+from email.utils import parsedate_tz
+
+_MONTHS = {
+    1: "январ янв січ січня jan ene janv jän janeiro enero janvier januar",
+    2: "феврал фев лют лютого fev feb févr fevereiro febrero février februar",
+    3: "март мар берез березня mar mars märz março marzo",
+    4: "апрел апр квіт квітня abr avr apr abril avril",
+    5: "мая май трав травня mai may mayo maio",
+    6: "июн черв червня jun juin junho junio juni",
+    7: "июл лип липня jul juil julho julio juli",
+    8: "август авг серп серпня ago aoû août agosto aug",
+    9: "сентябр сен сент верес вересня set sep sept septembre setembro septiembre",
+    10: "октябр окт жовт жовтня out oct okt outubro octubre octobre oktober",
+    11: "ноябр ноя лист листопада nov novembre novembro noviembre",
+    12: "декабр дек груд грудня dez dic déc décembre dezembro diciembre dezember dec",
+}
+_EN = ["", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+_PREFIXES = sorted(((p, m) for m, words in _MONTHS.items() for p in words.split()), key=lambda x: -len(x[0]))
+_RE = re.compile(r"^\s*(?:[^\W\d_]{2,12}\.?,\s*)?(\d{1,2})\s+([^\W\d_]{3,12})\.?\s+(\d{4})\s+(\d{1,2}:\d{2}(?::\d{2})?)"
+                 r"\s*([+-]\d{4}|[A-Za-z]{1,5})?\s*$")
+
+
+def _month(word: str) -> int | None:
+    w = word.lower()
+    for prefix, month in _PREFIXES:
+        if w.startswith(prefix):
+            return month
+    return None
+
+
+def parse_localised_rfc822(value: str):
+    """feedparser date handler: a UTC 9-tuple, or None when the string is not ours."""
+    m = _RE.match(value or "")
+    if not m:
+        return None
+    day, month_word, year, clock, zone = m.groups()
+    month = _month(month_word)
+    if month is None:
+        return None
+    parsed = parsedate_tz(f"{day} {_EN[month]} {year} {clock} {zone or 'GMT'}")
+    if parsed is None:
+        return None
+    offset = parsed[9] or 0
+    return time.gmtime(calendar.timegm(tuple(parsed[:6]) + (0, 0, 0)) - offset)
+
+
+def register() -> None:
+    import feedparser
+
+    if parse_localised_rfc822 not in getattr(feedparser.datetimes, "_date_handlers", []):
+        feedparser.registerDateHandler(parse_localised_rfc822)
