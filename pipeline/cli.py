@@ -28,6 +28,10 @@ app = typer.Typer(
 # Each module registers its commands on ``app``.
 COMMAND_MODULES = [
     "pipeline.commands.core",
+    "pipeline.commands.translate",
+    "pipeline.commands.alerts",
+    "pipeline.commands.topics",
+    "pipeline.commands.setup",
 ]
 
 

@@ -89,8 +89,20 @@ class AlertConfig(BaseModel):
     mode: Literal["immediate", "digest"] = "immediate"
     throttle: ThrottleConfig | None = None
     description: str = ""
+    timezone: str = Field(default="UTC", description="IANA zone for local times in emails, e.g. Europe/Minsk")
 
     _v_id = field_validator("id")(classmethod(lambda cls, v: _check_id(v)))
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}; use an IANA name such as 'Europe/Minsk'") from exc
+        return v
 
     @field_validator("recipients")
     @classmethod

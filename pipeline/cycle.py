@@ -1,7 +1,8 @@
 """One monitoring cycle: the stages of DESIGN.md chained, with counters.
 
     plan → poll (fetch + parse + normalise, per feed) → drop known ids
-         → translate → classify → index → alerts → commit feed state
+         → translate → classify → queue alert matches → index → deliver alerts
+         → commit feed state
 
 Each stage is a plain function that the Airflow DAG also calls as its own task.
 Feed state (validators, URL after a 301, backoff) is saved only in
@@ -34,7 +35,8 @@ from .store.base import IndexResult
 logger = get_logger(__name__)
 
 # Stage names passed to a ``hook`` (tests use it to inject crashes between stages).
-STAGES = ("planned", "polled", "deduplicated", "translated", "classified", "indexed", "alerted", "committed")
+STAGES = ("planned", "polled", "deduplicated", "translated", "classified", "queued", "indexed", "alerted",
+          "committed")
 
 COUNTER_KEYS = ("feeds", "due", "skipped", "fetched", "not_modified", "failed_feeds", "items_seen", "new",
                 "duplicates", "indexed", "index_failed", "errors")
@@ -211,8 +213,19 @@ def index(store: Store, articles: Sequence[Article]) -> IndexResult:
     return store.index(articles)
 
 
+def queue_alerts(articles: Sequence[Article], *, store: Store, rules: Sequence[AlertConfig],
+                 now: datetime | None = None) -> dict[str, int]:
+    """Match and durably queue alert pairs (before indexing: a crash later loses no match)."""
+    if not rules or not articles:
+        return {}
+    from .alerts import queue_matches
+
+    return queue_matches(articles, store=store, rules=list(rules), now=now)
+
+
 def alert(articles: Sequence[Article], *, settings: Settings, store: Store,
           rules: Sequence[AlertConfig], now: datetime | None = None) -> dict[str, int]:
+    """Match ``articles`` (if any) and mail every immediate rule's pending matches."""
     if not rules:
         return {}
     from .alerts import alert_stage
@@ -300,6 +313,11 @@ def run_cycle(settings: Settings, *, store: Store | None = None, feeds: Sequence
         enriched, counts = enrich(new + retry, settings=settings, store=store, topics=topics, hook=hook)
         c.update(counts)
 
+        # queue alert matches before indexing so that no crash can lose one (see queue_alerts)
+        c.update(queue_alerts(enriched, store=store, rules=alerts, now=now))
+        if hook:
+            hook("queued")
+
         result = index(store, enriched)
         c["indexed"] = len(result.created) + len(result.updated)
         c["index_failed"] = len(result.failed)
@@ -310,8 +328,8 @@ def run_cycle(settings: Settings, *, store: Store | None = None, feeds: Sequence
         if hook:
             hook("indexed")
 
-        c.update(alert([a for a in enriched if a.id in stored_ids], settings=settings, store=store,
-                       rules=alerts, now=now))
+        # deliver: every immediate rule's pending matches, this cycle's and any left over
+        c.update(alert([], settings=settings, store=store, rules=alerts, now=now))
         if hook:
             hook("alerted")
 

@@ -73,6 +73,30 @@ class Settings(BaseSettings):
     default_interval: float = Field(default=900.0, gt=0, description="poll interval, s")
     languages: tuple[str, ...] = ("ru", "en", "uk", "be")
 
+    # alerts (pipeline/alerts.py, pipeline/mail.py)
+    smtp_retry_attempts: int = Field(default=3, ge=1, le=10,
+                                     description="tries per email for transient SMTP errors, within one run")
+    smtp_retry_wait: float = Field(default=2.0, ge=0, description="first backoff between tries, s (doubles)")
+    alert_max_items_per_email: int = Field(default=200, ge=1, description="items per email; the rest stay "
+                                           "queued for the next email and are counted in this one")
+
+    # translation decoding (pipeline/translate)
+    translation_num_beams: int | None = Field(
+        default=None, ge=1, le=16,
+        description="beam size for generate; unset -> the model's generation config (4 for opus-mt); 1 = greedy")
+
+    # topic classifier (pipeline/classify; used only when classifier_model is set)
+    classifier_threshold: float = Field(default=0.8, ge=0, le=1,
+                                        description="P(entailment) at or above which the model adds a topic")
+    classifier_device: str = "cpu"
+
+    # Airflow DAG (dags/mediamon_feeds.py, pipeline/tasks.py)
+    poll_batch_size: int = Field(default=10, ge=1, le=1000,
+                                 description="feeds per mapped poll task in the mediamon_feeds DAG")
+
+    # Kibana (`mediamon setup` imports saved objects when set; same credentials as Elasticsearch)
+    kibana_url: str | None = None
+
     @property
     def store_path(self) -> Path:
         return self.data_dir / "mediamon.sqlite3"

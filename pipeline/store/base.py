@@ -82,3 +82,44 @@ class Store(Protocol):
     def put_translations(self, items: Iterable[tuple[TranslationKey, str]]) -> None: ...
     # lifecycle
     def close(self) -> None: ...
+    # alerts: durable queue + sent-log, keyed by (rule_id, article_id); see AlertEntry
+    def alert_enqueue(self, entries: Iterable["AlertEntry"]) -> int: ...
+    def alert_pending(self, rule_id: str) -> list["AlertEntry"]: ...
+    def alert_record_attempt(self, rule_id: str, article_ids: Iterable[str], *, at: datetime,
+                             error: str | None, failed: bool = False, count: bool = True) -> None: ...
+    def alert_mark_sent(self, rule_id: str, article_ids: Iterable[str], *, message_id: str,
+                        sent_at: datetime) -> int: ...
+    def alert_emails_since(self, rule_id: str, since: datetime) -> int: ...
+    def alert_sent_ids(self, rule_id: str, article_ids: Iterable[str]) -> set[str]: ...
+    def alert_summary(self) -> dict[str, dict[str, int]]: ...
+    def alert_retry_failed(self, rule_id: str) -> int: ...
+
+
+# --- alerts -----------------------------------------------------------------------------------
+#
+# Contract of the alert methods (implemented by every store; pipeline/alerts.py is the only caller):
+#
+# * The *queue* holds matched (rule_id, article_id) pairs that are not delivered yet, with status
+#   ``pending`` (will be mailed) or ``failed`` (permanent SMTP error; kept for inspection, not
+#   retried until ``alert_retry_failed``).
+# * The *sent-log* holds delivered pairs; it is the authority.  A pair in the sent-log is never
+#   queued again (``alert_enqueue`` skips it) and never reported as pending, even if a crash left
+#   its queue entry behind.  Elasticsearch writes it with ``op_type=create`` (409 = already sent).
+# * ``alert_mark_sent`` writes the sent-log rows, removes the queue rows and appends one row to the
+#   per-rule email log (used by the throttle) in one step (one SQLite transaction; for
+#   Elasticsearch: sent-log first, then the rest, so a crash in between is harmless).
+# * Every write is idempotent: enqueuing a pair twice, or marking it sent twice, changes nothing.
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEntry:
+    """One (rule, article) match waiting for delivery."""
+
+    rule_id: str
+    article_id: str
+    terms: tuple[str, ...] = ()  # matched terms as found in the text (for highlighting)
+    queued_at: datetime | None = None
+    status: Literal["pending", "failed"] = "pending"
+    attempts: int = 0
+    last_error: str | None = None
+    last_attempt_at: datetime | None = None

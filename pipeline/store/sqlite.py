@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 from ..analysis import FIELD_GAP, stems, tokenize
 from ..errors import StoreError, StoreUnavailable
 from ..models import Article, FeedState, to_iso
-from .base import IndexResult, SearchRequest, SearchResult, Stats, TranslationKey
+from .base import AlertEntry, IndexResult, SearchRequest, SearchResult, Stats, TranslationKey
 
 FTS_COLUMNS = ("title", "summary", "content", "title_raw", "summary_raw", "content_raw")
 
@@ -68,6 +68,36 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL,
         PRIMARY KEY (model, language, text_hash)
     ) WITHOUT ROWID;
+    """,
+    # 1 -> 2: alerts (pipeline/alerts.py): durable queue, sent-log, per-rule email log (throttle)
+    """
+    CREATE TABLE alert_queue (
+        rule_id TEXT NOT NULL,
+        article_id TEXT NOT NULL,
+        terms TEXT NOT NULL DEFAULT '[]',
+        queued_at TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        last_attempt_at TEXT,
+        PRIMARY KEY (rule_id, article_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX alert_queue_status ON alert_queue(rule_id, status, queued_at);
+    CREATE TABLE alert_sent (
+        rule_id TEXT NOT NULL,
+        article_id TEXT NOT NULL,
+        sent_at TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        PRIMARY KEY (rule_id, article_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE alert_emails (
+        rule_id TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        sent_at TEXT NOT NULL,
+        items INTEGER NOT NULL,
+        PRIMARY KEY (rule_id, message_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX alert_emails_time ON alert_emails(rule_id, sent_at);
     """,
 ]
 
@@ -336,3 +366,103 @@ class SQLiteStore:
                 " VALUES (?,?,?,?,?)", rows)
 
         self._write(do)
+
+    # -- alerts (contract: see the comment above AlertEntry in base.py) ---------------------------------
+    def alert_enqueue(self, entries: Iterable[AlertEntry]) -> int:
+        rows = [(e.rule_id, e.article_id, json.dumps(list(e.terms), ensure_ascii=False),
+                 to_iso(e.queued_at or datetime.now(timezone.utc))) for e in entries]
+        if not rows:
+            return 0
+
+        def do() -> int:
+            before = self._db.total_changes
+            # a pair already queued (pending or failed) or already sent is left as it is
+            self._db.executemany(
+                "INSERT INTO alert_queue (rule_id, article_id, terms, queued_at)"
+                " SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS"
+                " (SELECT 1 FROM alert_sent s WHERE s.rule_id = ?1 AND s.article_id = ?2)"
+                " ON CONFLICT(rule_id, article_id) DO NOTHING", rows)
+            return self._db.total_changes - before
+
+        return self._write(do)
+
+    def _alert_rows(self, rows) -> list[AlertEntry]:
+        from ..models import from_iso
+
+        return [AlertEntry(rule_id=r[0], article_id=r[1], terms=tuple(json.loads(r[2] or "[]")),
+                           queued_at=from_iso(r[3]), status=r[4], attempts=r[5], last_error=r[6],
+                           last_attempt_at=from_iso(r[7])) for r in rows]
+
+    def alert_pending(self, rule_id: str) -> list[AlertEntry]:
+        rows = self._db.execute(
+            "SELECT q.rule_id, q.article_id, q.terms, q.queued_at, q.status, q.attempts, q.last_error,"
+            " q.last_attempt_at FROM alert_queue q WHERE q.rule_id = ? AND q.status = 'pending'"
+            " AND NOT EXISTS (SELECT 1 FROM alert_sent s WHERE s.rule_id = q.rule_id"
+            " AND s.article_id = q.article_id) ORDER BY q.queued_at, q.article_id", (rule_id,)).fetchall()
+        return self._alert_rows(rows)
+
+    def alert_record_attempt(self, rule_id: str, article_ids: Iterable[str], *, at: datetime,
+                             error: str | None, failed: bool = False, count: bool = True) -> None:
+        rows = [(to_iso(at), error, int(count), "failed" if failed else "pending", rule_id, a)
+                for a in dict.fromkeys(article_ids)]
+        if not rows:
+            return
+
+        def do() -> None:
+            self._db.executemany(
+                "UPDATE alert_queue SET last_attempt_at = ?, last_error = ?, attempts = attempts + ?,"
+                " status = ? WHERE rule_id = ? AND article_id = ?", rows)
+
+        self._write(do)
+
+    def alert_mark_sent(self, rule_id: str, article_ids: Iterable[str], *, message_id: str,
+                        sent_at: datetime) -> int:
+        ids = list(dict.fromkeys(article_ids))
+        ts = to_iso(sent_at)
+
+        def do() -> int:
+            before = self._db.total_changes
+            self._db.executemany(
+                "INSERT INTO alert_sent (rule_id, article_id, sent_at, message_id) VALUES (?,?,?,?)"
+                " ON CONFLICT(rule_id, article_id) DO NOTHING", [(rule_id, a, ts, message_id) for a in ids])
+            logged = self._db.total_changes - before
+            self._db.executemany("DELETE FROM alert_queue WHERE rule_id = ? AND article_id = ?",
+                                 [(rule_id, a) for a in ids])
+            self._db.execute(
+                "INSERT INTO alert_emails (rule_id, message_id, sent_at, items) VALUES (?,?,?,?)"
+                " ON CONFLICT(rule_id, message_id) DO NOTHING", (rule_id, message_id, ts, len(ids)))
+            return logged
+
+        return self._write(do)
+
+    def alert_emails_since(self, rule_id: str, since: datetime) -> int:
+        return self._db.execute("SELECT count(*) FROM alert_emails WHERE rule_id = ? AND sent_at > ?",
+                                (rule_id, to_iso(since))).fetchone()[0]
+
+    def alert_sent_ids(self, rule_id: str, article_ids: Iterable[str]) -> set[str]:
+        ids = list(dict.fromkeys(article_ids))
+        found: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            q = f"SELECT article_id FROM alert_sent WHERE rule_id = ? AND article_id IN ({','.join('?' * len(chunk))})"
+            found.update(r[0] for r in self._db.execute(q, [rule_id, *chunk]))
+        return found
+
+    def alert_summary(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for rule_id, status, n in self._db.execute(
+                "SELECT rule_id, status, count(*) FROM alert_queue GROUP BY rule_id, status"):
+            out.setdefault(rule_id, {})[status] = n
+        for rule_id, n in self._db.execute("SELECT rule_id, count(*) FROM alert_sent GROUP BY rule_id"):
+            out.setdefault(rule_id, {})["sent"] = n
+        for rule_id, n in self._db.execute("SELECT rule_id, count(*) FROM alert_emails GROUP BY rule_id"):
+            out.setdefault(rule_id, {})["emails"] = n
+        return out
+
+    def alert_retry_failed(self, rule_id: str) -> int:
+        def do() -> int:
+            cur = self._db.execute("UPDATE alert_queue SET status = 'pending', last_error = NULL"
+                                   " WHERE rule_id = ? AND status = 'failed'", (rule_id,))
+            return cur.rowcount
+
+        return self._write(do)

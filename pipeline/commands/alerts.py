@@ -1,0 +1,207 @@
+"""``mediamon alerts``: list rules, dry-run a rule over stored articles, send digests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ._common import build_settings, cli_errors, console, setup_logging
+
+alerts_app = typer.Typer(
+    help="Email alert rules (config/alerts.yaml): list, test, send digests.\n\n"
+    "Example: mediamon alerts test oreshnik-belarus --since 30d",
+    no_args_is_help=True,
+)
+
+ConfigDirOpt = typer.Option(None, "--config-dir", help="Directory with alerts.yaml "
+                            "(default: $MEDIAMON_CONFIG_DIR or ./config).")
+DataDirOpt = typer.Option(None, "--data-dir", help="Where the embedded store and outbox live "
+                          "(default: $MEDIAMON_DATA_DIR or ./data).")
+
+
+def _short(text: str, n: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
+def _load(config_dir: Optional[Path], data_dir: Optional[Path]):
+    from ..config import load_alerts
+
+    settings = build_settings(config_dir=config_dir, data_dir=data_dir)
+    return settings, load_alerts(settings.config_dir)
+
+
+@alerts_app.command("list")
+def list_rules(
+    config_dir: Optional[Path] = ConfigDirOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print the rules and their queue counts as JSON."),
+) -> None:
+    """List alert rules with their delivery state: pending, failed (permanent SMTP error), sent.
+
+    Example: mediamon alerts list
+    """
+    from ..store import open_store
+
+    with cli_errors():
+        settings, rules = _load(config_dir, data_dir)
+        store = open_store(settings)
+        try:
+            summary = store.alert_summary()
+        finally:
+            store.close()
+    rows = []
+    for r in rules:
+        s = summary.get(r.id, {})
+        rows.append({"id": r.id, "mode": r.mode, "recipients": list(r.recipients), "query": r.query,
+                     "topics": list(r.topics or ()), "languages": list(r.languages or ()),
+                     "throttle": r.throttle.model_dump() if r.throttle else None,
+                     "pending": s.get("pending", 0), "failed": s.get("failed", 0), "sent": s.get("sent", 0),
+                     "emails": s.get("emails", 0)})
+    if json_out:
+        typer.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    if not rows:
+        console.print(f"no alert rules in {escape(str(settings.config_dir / 'alerts.yaml'))}")
+        return
+    table = Table(title=f"{len(rows)} alert rule(s)")
+    for col in ("id", "mode", "recipients", "query", "throttle", "pending", "failed", "sent", "emails"):
+        table.add_column(col, overflow="fold", justify="right" if col in ("pending", "failed", "sent", "emails") else "left")
+    for r in rows:
+        th = r["throttle"]
+        table.add_row(r["id"], r["mode"], escape(", ".join(r["recipients"])), escape(_short(r["query"])),
+                      f"{th['max_emails']}/{int(th['per_seconds'])}s" if th else "-", str(r["pending"]),
+                      f"[red]{r['failed']}[/]" if r["failed"] else "0", str(r["sent"]), str(r["emails"]))
+    console.print(table)
+    if any(r["failed"] for r in rows):
+        console.print("Failed items are not retried automatically; after fixing the cause run "
+                      "[bold]mediamon alerts retry RULE[/].")
+
+
+@alerts_app.command("test")
+def test(
+    rule_id: str = typer.Argument(..., metavar="RULE", help="Rule id from alerts.yaml."),
+    since: Optional[str] = typer.Option("7d", "--since", help="Only articles published since (7d, 24h, ISO date); "
+                                        "'all' for everything."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, max=10_000, help="Matches to show."),
+    config_dir: Optional[Path] = ConfigDirOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print matches as a JSON array."),
+) -> None:
+    """Dry run: which stored articles would RULE match, and with which terms.  Nothing is sent or queued.
+
+    Example: mediamon alerts test oreshnik-belarus --since 30d
+    """
+    from ..alerts import test_rule
+    from ..models import to_iso
+    from ..store import open_store
+    from .core import parse_since
+
+    with cli_errors():
+        settings, rules = _load(config_dir, data_dir)
+        rule = next((r for r in rules if r.id == rule_id), None)
+        if rule is None:
+            known = ", ".join(r.id for r in rules) or "none"
+            console.print(f"[red]no alert rule {escape(rule_id)!r}[/] (rules: {escape(known)})")
+            raise typer.Exit(2)
+        since_dt = None if (since or "").lower() == "all" else parse_since(since)
+        store = open_store(settings)
+        try:
+            hits, total = test_rule(rule, store, since=since_dt, limit=limit)
+        finally:
+            store.close()
+    if json_out:
+        typer.echo(json.dumps([{"id": h.article.id, "title": h.article.title, "title_en": h.article.title_en,
+                                "source": h.article.source, "published_at": to_iso(h.article.published_at),
+                                "url": h.article.url, "terms": h.terms, "already_sent": h.already_sent}
+                               for h in hits], ensure_ascii=False))
+        return
+    table = Table(title=f"rule {escape(rule.id)} ({rule.mode}): {total} match(es)"
+                  + (f", showing {len(hits)}" if total > len(hits) else "") + " — dry run, nothing sent")
+    table.add_column("published (UTC)", no_wrap=True)
+    table.add_column("source")
+    table.add_column("title", overflow="fold")
+    table.add_column("matched terms", overflow="fold")
+    table.add_column("sent", justify="center")
+    for h in hits:
+        a = h.article
+        title = escape(a.title) + (f"\n[dim]{escape(a.title_en)}[/]" if a.title_en and a.title_en != a.title else "")
+        table.add_row(a.published_at.strftime("%Y-%m-%d %H:%M"), escape(a.source), title,
+                      escape(", ".join(h.terms)), "yes" if h.already_sent else "")
+    console.print(table)
+
+
+@alerts_app.command("digest")
+def digest(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Render and show what would be sent; send and mark nothing."),
+    config_dir: Optional[Path] = ConfigDirOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print the counters as one JSON object."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging (-v info, -vv debug)."),
+) -> None:
+    """Send the digest emails: one per digest rule with everything queued since the last digest,
+    grouped by topic, newest first.  Uses SMTP when MEDIAMON_SMTP_HOST is set, else writes .eml
+    files to DATA_DIR/outbox.  Exit code 1 when an email failed permanently.
+
+    Example: mediamon alerts digest --dry-run
+    """
+    from ..alerts import RuleOutcome, send_digest
+    from ..store import open_store
+
+    setup_logging(verbose)
+    outcomes: list[RuleOutcome] = []
+    with cli_errors():
+        settings, rules = _load(config_dir, data_dir)
+        store = open_store(settings)
+        try:
+            counts = send_digest(settings=settings, store=store, rules=rules, dry_run=dry_run,
+                                 on_outcome=outcomes.append)
+        finally:
+            store.close()
+    if json_out:
+        typer.echo(json.dumps(counts))
+    else:
+        table = Table(title="mediamon alerts digest" + (" (dry run: nothing sent)" if dry_run else ""))
+        for col in ("rule", "status", "items", "articles", "queued for later", "subject / error"):
+            table.add_column(col, overflow="fold")
+        for o in outcomes:
+            detail = o.error or (str(o.message["Subject"]) if o.message is not None else "")
+            table.add_row(o.rule_id, o.status, str(o.stories), str(o.articles), str(o.more), escape(detail))
+        if not outcomes:
+            console.print("no digest rules")
+        else:
+            console.print(table)
+    if counts.get("alert_emails_failed") or counts.get("alert_errors"):
+        raise typer.Exit(1)
+
+
+@alerts_app.command("retry")
+def retry(
+    rule_id: str = typer.Argument(..., metavar="RULE", help="Rule id whose failed items go back to pending."),
+    config_dir: Optional[Path] = ConfigDirOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+) -> None:
+    """Put items that failed permanently (5xx) back in the queue, after fixing the cause
+    (recipient address, sender, credentials).  They go out with the next email of the rule.
+
+    Example: mediamon alerts retry oreshnik-belarus
+    """
+    from ..store import open_store
+
+    with cli_errors():
+        settings, _rules = _load(config_dir, data_dir)
+        store = open_store(settings)
+        try:
+            n = store.alert_retry_failed(rule_id)
+        finally:
+            store.close()
+    console.print(f"{n} item(s) of rule {escape(rule_id)} queued again")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(alerts_app, name="alerts")

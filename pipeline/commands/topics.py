@@ -1,0 +1,281 @@
+"""Topic commands: classify, eval-topics, topics list, topics explain."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+from ..config import TopicConfig, load_topics
+from ..errors import ConfigError
+from ..models import Article
+from ._common import build_settings, cli_errors, console, read_jsonl
+
+topics_app = typer.Typer(
+    help="Inspect topic definitions (config/topics.yaml).\n\nExample: mediamon topics explain nuclear_weapons "
+         "--text 'Путин заявил о размещении ядерного оружия в Белоруссии'",
+    no_args_is_help=True,
+)
+
+ConfigDirOpt = typer.Option(None, "--config-dir", help="Directory with topics.yaml "
+                            "(default: $MEDIAMON_CONFIG_DIR or ./config).")
+
+
+def _load(config_dir: Optional[Path]) -> tuple[list[TopicConfig], object]:
+    settings = build_settings(config_dir=config_dir)
+    topics = load_topics(settings.config_dir)
+    if not topics:
+        raise ConfigError(f"{Path(settings.config_dir) / 'topics.yaml'}: no topics defined")
+    return topics, settings
+
+
+def _article_from(obj: dict, n: int, path: str) -> Article:
+    if not isinstance(obj.get("id"), (str, int)):
+        raise ConfigError(f"{path}: line {n}: field 'id' is required")
+    d = {"id": str(obj["id"]), "title": obj.get("title") or "", "summary": obj.get("summary") or "",
+         "language": obj.get("language"), "content": obj.get("content"), "title_en": obj.get("title_en"),
+         "summary_en": obj.get("summary_en"), "source": obj.get("source") or "", "feed_id": obj.get("feed_id") or ""}
+    for k in ("title", "summary"):
+        if not isinstance(d[k], str):
+            raise ConfigError(f"{path}: line {n}: field {k!r} must be a string")
+    return Article.from_dict(d)
+
+
+# --- classify -------------------------------------------------------------------------------------
+
+def classify(
+    file: str = typer.Argument("-", help="JSONL file of {id, title, summary, language?}; '-' reads stdin."),
+    config_dir: Optional[Path] = ConfigDirOpt,
+    rules_only: bool = typer.Option(False, "--rules-only", help="Ignore MEDIAMON_CLASSIFIER_MODEL."),
+) -> None:
+    """Classify items into topics; prints one JSON line {id, topics, topic_matches} per input line.
+
+    Example: echo '{"id": "1", "title": "Орешник в Белоруссии", "summary": ""}' | mediamon classify -
+    """
+    from ..classify import classify_stage, load_classifier
+
+    with cli_errors():
+        topics, settings = _load(config_dir)
+        classifier = None if rules_only else load_classifier(settings)
+        batch: list[Article] = []
+
+        def flush() -> None:
+            out, _ = classify_stage(batch, topics, classifier)
+            for a in out:
+                typer.echo(json.dumps({"id": a.id, "topics": list(a.topics),
+                                       "topic_matches": [m.to_dict() for m in a.topic_matches]},
+                                      ensure_ascii=False))
+            batch.clear()
+
+        n = 0
+        for obj in read_jsonl(file):
+            n += 1
+            batch.append(_article_from(obj, n, file))
+            if len(batch) >= 256:
+                flush()
+        flush()
+
+
+# --- eval-topics ----------------------------------------------------------------------------------
+
+@dataclass
+class TopicScore:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+
+@dataclass
+class Evaluation:
+    per_topic: dict[str, TopicScore]
+    errors: list[dict] = field(default_factory=list)
+    items: int = 0
+
+    @property
+    def micro(self) -> TopicScore:
+        s = TopicScore()
+        for t in self.per_topic.values():
+            s.tp += t.tp
+            s.fp += t.fp
+            s.fn += t.fn
+        return s
+
+    def to_dict(self) -> dict:
+        r = lambda x: round(x, 4)  # noqa: E731
+        m = self.micro
+        return {"topics": {k: {"precision": r(v.precision), "recall": r(v.recall), "f1": r(v.f1),
+                               "tp": v.tp, "fp": v.fp, "fn": v.fn} for k, v in self.per_topic.items()},
+                "micro": {"precision": r(m.precision), "recall": r(m.recall), "f1": r(m.f1)}}
+
+
+def evaluate(items: Sequence[tuple[Article, set[str]]], topics: list[TopicConfig], classifier=None) -> Evaluation:
+    """Precision/recall/F1 per topic of the classifier against gold labels."""
+    from ..classify import classify_stage
+
+    articles = [a for a, _ in items]
+    out, _ = classify_stage(articles, topics, classifier)
+    ev = Evaluation({t.id: TopicScore() for t in topics}, items=len(items))
+    for a, (_, gold) in zip(out, items):
+        pred = set(a.topics)
+        terms = {m.topic: list(m.terms) for m in a.topic_matches}
+        for t in topics:
+            s = ev.per_topic[t.id]
+            if t.id in pred and t.id in gold:
+                s.tp += 1
+            elif t.id in pred:
+                s.fp += 1
+                ev.errors.append({"kind": "fp", "topic": t.id, "id": a.id, "title": a.title, "terms": terms[t.id]})
+            elif t.id in gold:
+                s.fn += 1
+                ev.errors.append({"kind": "fn", "topic": t.id, "id": a.id, "title": a.title, "terms": []})
+    return ev
+
+
+def eval_topics(
+    file: Path = typer.Argument(..., help="Labelled JSONL: {id, title, summary, topics, language?}."),
+    config_dir: Optional[Path] = ConfigDirOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print {topics: {id: {precision, recall, f1, tp, fp, fn}}, "
+                                  "micro: {precision, recall, f1}}."),
+    errors: bool = typer.Option(False, "--errors", help="List false positives (with the matched terms) "
+                                "and false negatives."),
+    topic: list[str] = typer.Option([], "--topic", "-t", help="Only list errors of this topic (repeatable)."),
+    rules_only: bool = typer.Option(True, "--rules-only/--with-model",
+                                    help="Measure the rules alone (default) or rules + MEDIAMON_CLASSIFIER_MODEL."),
+) -> None:
+    """Measure the topic rules on labelled items: precision, recall, F1, tp/fp/fn per topic and micro.
+
+    Example: mediamon eval-topics ../shared/eval/dev.jsonl --errors --topic nato_posture
+    """
+    from ..classify import load_classifier
+
+    with cli_errors():
+        topics, settings = _load(config_dir)
+        known = {t.id for t in topics}
+        items: list[tuple[Article, set[str]]] = []
+        for n, obj in enumerate(read_jsonl(str(file)), start=1):
+            gold = obj.get("topics")
+            if not isinstance(gold, list):
+                raise ConfigError(f"{file}: line {n}: field 'topics' must be a list")
+            items.append((_article_from(obj, n, str(file)), set(gold) & known))
+        classifier = None if rules_only else load_classifier(settings)
+        ev = evaluate(items, topics, classifier)
+    if json_out:
+        typer.echo(json.dumps(ev.to_dict()))
+    else:
+        table = Table(title=f"topic rules on {escape(str(file))} ({ev.items} items)")
+        for col in ("topic", "precision", "recall", "F1", "tp", "fp", "fn"):
+            table.add_column(col, justify="left" if col == "topic" else "right")
+        for tid, s in ev.per_topic.items():
+            table.add_row(tid, f"{s.precision:.3f}", f"{s.recall:.3f}", f"{s.f1:.3f}", str(s.tp), str(s.fp), str(s.fn))
+        m = ev.micro
+        table.add_row("[bold]micro[/]", f"{m.precision:.3f}", f"{m.recall:.3f}", f"[bold]{m.f1:.3f}[/]",
+                      str(m.tp), str(m.fp), str(m.fn))
+        console.print(table)
+    if errors:
+        wanted = set(topic)
+        for e in ev.errors:
+            if wanted and e["topic"] not in wanted:
+                continue
+            if json_out:
+                typer.echo(json.dumps(e, ensure_ascii=False), err=True)
+                continue
+            tag = "[red]FP[/]" if e["kind"] == "fp" else "[yellow]FN[/]"
+            terms = f"  [dim]matched: {escape(', '.join(e['terms']))}[/]" if e["terms"] else ""
+            console.print(f"{tag} {e['topic']:<24} {escape(e['id'])}  {escape(e['title'])}{terms}", highlight=False)
+
+
+# --- topics list / explain ------------------------------------------------------------------------
+
+def topics_list(config_dir: Optional[Path] = ConfigDirOpt,
+                json_out: bool = typer.Option(False, "--json", help="Print a JSON array.")) -> None:
+    """List the configured topics and their queries.
+
+    Example: mediamon topics list --config-dir config
+    """
+    with cli_errors():
+        topics, _ = _load(config_dir)
+    if json_out:
+        typer.echo(json.dumps([t.model_dump(mode="json") for t in topics], ensure_ascii=False))
+        return
+    table = Table(show_lines=True)
+    table.add_column("id", no_wrap=True)
+    table.add_column("name / description", overflow="fold")
+    table.add_column("query", overflow="fold")
+    for t in topics:
+        table.add_row(t.id, f"[bold]{escape(t.name)}[/]\n{escape(t.description)}", escape(" ".join(t.query.split())))
+    console.print(table)
+
+
+def _tree(node, parent: Tree) -> None:
+    mark = "[green]✓[/]" if node.matched else "[red]✗[/]"
+    label = escape(node.clause if node.kind not in ("and", "or") else node.kind.upper())
+    extra = ""
+    if node.terms:
+        extra = f"  [cyan]{escape(', '.join(node.terms))}[/] [dim]in {', '.join(node.where)}[/]"
+    branch = parent.add(f"{mark} {label}{extra}")
+    for c in node.children:
+        _tree(c, branch)
+
+
+def topics_explain(
+    topic: str = typer.Argument(..., help="Topic id from topics.yaml."),
+    text: str = typer.Option(..., "--text", help="Title (or any text) to test."),
+    summary: str = typer.Option("", "--summary", help="Summary text."),
+    text_en: Optional[str] = typer.Option(None, "--text-en", help="English translation of --text."),
+    language: Optional[str] = typer.Option(None, "--language", help="Language of the text (for languages:)."),
+    config_dir: Optional[Path] = ConfigDirOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print the explanation tree as JSON."),
+) -> None:
+    """Show which clauses of a topic's query match a text, and the words that matched.
+
+    Example: mediamon topics explain missile_deployment --text 'Россия разместила «Орешник» в Белоруссии'
+    """
+    from ..query import parse_query
+
+    with cli_errors():
+        topics, _ = _load(config_dir)
+        by_id = {t.id: t for t in topics}
+        if topic not in by_id:
+            raise ConfigError(f"unknown topic {topic!r}; known: {', '.join(by_id)}")
+        t = by_id[topic]
+        article = Article.from_dict({"id": "explain", "title": text, "summary": summary, "title_en": text_en,
+                                     "language": language})
+        explanation = parse_query(t.query).explain(article)
+    applies = not t.languages or language is None or language in t.languages
+    if json_out:
+        typer.echo(json.dumps({"topic": t.id, "matched": explanation.matched and applies, "applies": applies,
+                               "explanation": explanation.to_dict()}, ensure_ascii=False))
+        return
+    verdict = "[green]MATCH[/]" if explanation.matched and applies else "[red]no match[/]"
+    root = Tree(f"{verdict} {escape(t.id)} ({escape(t.name)})")
+    if not applies:
+        root.add(f"[yellow]topic applies only to languages {', '.join(t.languages or ())}[/]")
+    _tree(explanation, root)
+    console.print(root)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("classify")(classify)
+    app.command("eval-topics")(eval_topics)
+    topics_app.command("list")(topics_list)
+    topics_app.command("explain")(topics_explain)
+    app.add_typer(topics_app, name="topics")
