@@ -6,8 +6,9 @@ Prints one JSON object.  Usage::
 
 The 5 shipped topics (config/topics.yaml) are included; the rest are generated queries of the
 same shape (OR groups of terms, trailing wildcards and phrases combined with AND / NOT).
-Articles are generated from a bilingual vocabulary that includes the topic words, so a realistic
-share of them match something.  Each article is analysed once; every query is a compiled closure.
+Articles are generated from pseudo-words plus a bilingual vocabulary of topic words (``--topical``
+sets their share of the tokens), so a share of them match something; raise it to stress the cost
+of reporting matched terms.  Each article is analysed once; every query is a compiled closure.
 """
 
 from __future__ import annotations
@@ -40,19 +41,32 @@ EN = ("missile missiles Oreshnik Iskander Belarus Minsk Lukashenko Putin Moscow 
       "team school hospital road").split()
 
 
-def make_articles(n: int, rng: random.Random) -> list[Article]:
+def _fillers(rng: random.Random, alphabet: str, n: int) -> list[str]:
+    """Pseudo-words standing in for the long tail of ordinary news vocabulary."""
+    return ["".join(rng.choice(alphabet) for _ in range(rng.randint(3, 11))) for _ in range(n)]
+
+
+def make_words(rng: random.Random, vocab: list[str], fillers: list[str], k: int, topical: float) -> str:
+    return " ".join(rng.choice(vocab) if rng.random() < topical else rng.choice(fillers) for _ in range(k))
+
+
+def make_articles(n: int, rng: random.Random, topical: float = 0.03) -> list[Article]:
+    """``topical``: share of tokens drawn from the topic-ish vocabulary (the rest are fillers)."""
     now = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    ru_fill = _fillers(rng, "абвгдеёжзийклмнопрстуфхцчшщыьэюя", 5000)
+    en_fill = _fillers(rng, "abcdefghijklmnopqrstuvwxyz", 5000)
     out = []
     for i in range(n):
-        vocab = RU if i % 2 else EN
-        title = " ".join(rng.choice(vocab) for _ in range(rng.randint(6, 12)))
-        summary = " ".join(rng.choice(vocab) for _ in range(rng.randint(25, 45)))
+        ru = bool(i % 2)
+        vocab, fill = (RU, ru_fill) if ru else (EN, en_fill)
+        title = make_words(rng, vocab, fill, rng.randint(6, 12), topical)
+        summary = make_words(rng, vocab, fill, rng.randint(25, 45), topical)
         title_en = summary_en = None
-        if vocab is RU and i % 4 == 1:  # a quarter of the Russian items carry an English translation
-            title_en = " ".join(rng.choice(EN) for _ in range(rng.randint(6, 12)))
-            summary_en = " ".join(rng.choice(EN) for _ in range(rng.randint(25, 45)))
+        if ru and i % 4 == 1:  # half of the Russian items carry an English translation
+            title_en = make_words(rng, EN, en_fill, rng.randint(6, 12), topical)
+            summary_en = make_words(rng, EN, en_fill, rng.randint(25, 45), topical)
         out.append(Article(id=f"b{i}", feed_id="bench", url=None, canonical_url=None, guid=None, source="Bench",
-                           feed_language=None, language="ru" if vocab is RU else "en", title=title,
+                           feed_language=None, language="ru" if ru else "en", title=title,
                            summary=summary, title_en=title_en, summary_en=summary_en, published_at=now,
                            fetched_at=now, content_hash=str(i)))
     return out
@@ -86,9 +100,11 @@ def main() -> None:
     ap.add_argument("--articles", type=int, default=10_000)
     ap.add_argument("--topics", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--topical", type=float, default=0.03,
+                    help="share of article tokens drawn from the topic vocabulary (default 0.03)")
     args = ap.parse_args()
     rng = random.Random(args.seed)
-    articles = make_articles(args.articles, rng)
+    articles = make_articles(args.articles, rng, args.topical)
     topics = make_queries(args.topics, rng)
     t0 = time.perf_counter()
     out, counts = classify_stage(articles, topics)
@@ -99,6 +115,7 @@ def main() -> None:
         "seconds": round(elapsed, 3),
         "articles_per_second": round(len(articles) / elapsed, 1),
         "evaluations_per_second": round(len(articles) * len(topics) / elapsed, 1),
+        "topical_share": args.topical,
         "topic_matches": counts["topic_matches"],
         "articles_with_topics": counts["classified_with_topics"],
         "python": platform.python_version(),

@@ -60,7 +60,11 @@ def child(args) -> dict:
     from pipeline.translate.marian import MarianTranslator
 
     t0 = time.perf_counter()
-    tr = MarianTranslator.load(args.model_dir, num_beams=1, generate_overrides={
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    tr = MarianTranslator.load(args.model_dir, device=args.device, num_beams=1, generate_overrides={
         "min_new_tokens": args.out_tokens, "max_new_tokens": args.out_tokens})
     load_s = time.perf_counter() - t0
     n = args.items
@@ -81,7 +85,7 @@ def child(args) -> dict:
     src = tr.count_tokens(texts[2:])
     out_tok = [len(tr.tokenizer(a.title_en, add_special_tokens=False)["input_ids"]) for a in out]
     return {"mode": args.mode, "items": n, "batch_size": bs, "seconds": round(secs, 3),
-            "items_s": round(n / secs, 3), "peak_rss_mb": round(peak_rss_mb(), 1), "load_s": round(load_s, 2),
+            "items_s": round(n / secs, 3), "device": tr.device, "peak_rss_mb": round(peak_rss_mb(), 1), "load_s": round(load_s, 2),
             "mean_source_tokens": round(sum(src) / len(src), 1), "generate_calls": counts.get("translation_batches"),
             "mean_output_pieces": round(sum(out_tok) / len(out_tok), 1)}
 
@@ -93,6 +97,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--in-tokens", type=int, default=48, help="source tokens per item (at least)")
     ap.add_argument("--out-tokens", type=int, default=40, help="forced output length (new tokens)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     ap.add_argument("--mode", choices=["one", "batched"], help=argparse.SUPPRESS)
     ap.add_argument("--items", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--model-dir", help="reuse a model directory instead of building one")
@@ -115,7 +121,7 @@ def main() -> None:
         for mode, items in (("one", args.items_one), ("batched", args.items_batched)):
             cmd = [sys.executable, __file__, "--mode", mode, "--items", str(items), "--model-dir", args.model_dir,
                    "--batch-size", str(args.batch_size), "--in-tokens", str(args.in_tokens),
-                   "--out-tokens", str(args.out_tokens)]
+                   "--out-tokens", str(args.out_tokens), "--device", args.device, "--threads", str(args.threads)]
             res = subprocess.run(cmd, check=True, capture_output=True, text=True,
                                  env={**os.environ, "PYTHONWARNINGS": "ignore"})
             runs[mode] = json.loads(res.stdout.strip().splitlines()[-1])

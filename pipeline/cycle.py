@@ -189,10 +189,14 @@ def drop_known(store: Store, articles: Iterable[Article]) -> tuple[list[Article]
     return new, dup + len(known)
 
 
+_CLASSIFIERS: dict[tuple, object] = {}  # one model load per process
+
+
 def enrich(articles: Sequence[Article], *, settings: Settings, store: Store,
            topics: Sequence[TopicConfig], hook: Hook | None = None) -> tuple[list[Article], dict[str, int]]:
     """Translate then classify (one task in Airflow so the model loads once)."""
-    from .classify import classify_stage
+    from .classify import classify_stage, load_classifier
+    from .errors import ModelUnavailable
     from .translate import translate_stage
 
     counts: Counter = Counter()
@@ -200,7 +204,17 @@ def enrich(articles: Sequence[Article], *, settings: Settings, store: Store,
     counts.update(c)
     if hook:
         hook("translated")
-    out, c = classify_stage(out, list(topics))
+    classifier = None
+    if settings.classifier_model:
+        key = (settings.classifier_model, settings.classifier_threshold, settings.classifier_device)
+        try:
+            classifier = _CLASSIFIERS.get(key) or _CLASSIFIERS.setdefault(key, load_classifier(settings))
+        except ModelUnavailable as exc:
+            # rules still classify; the model is optional
+            log(logger, 40, "classifier_unavailable", model=settings.classifier_model, error=str(exc),
+                fix="set MEDIAMON_CLASSIFIER_MODEL to a loadable hub id or local path, or unset it")
+            counts["classifier_unavailable"] += 1
+    out, c = classify_stage(out, list(topics), classifier)
     counts.update(c)
     if hook:
         hook("classified")

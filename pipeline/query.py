@@ -64,7 +64,7 @@ from functools import lru_cache
 from typing import Any, Callable, Iterable, Union
 
 from luqum import tree as lt
-from luqum.exceptions import IllegalCharacterError, ParseError
+from luqum.exceptions import ParseError
 from luqum.parser import parser as _luqum_parser
 
 from .analysis import TOKEN_RE, fold, stem, token_spans, tokenize
@@ -429,13 +429,33 @@ def parse_query(text: str) -> "Query":
 # --------------------------------------------------------------------------------------------------
 
 class _FieldData:
-    __slots__ = ("text", "tokens", "stems", "_positions")
+    __slots__ = ("text", "tokens", "stems", "_positions", "_raw_positions", "_spans")
 
     def __init__(self, text: str):
         self.text = text
         self.tokens = TOKEN_RE.findall(fold(text)) if text else []
         self.stems = [stem(t) for t in self.tokens]
         self._positions: dict[str, list[int]] | None = None
+        self._raw_positions: dict[str, list[int]] | None = None
+        self._spans: list[tuple[int, int]] | None = None
+
+    def raw_positions(self) -> dict[str, list[int]]:
+        if self._raw_positions is None:
+            p: dict[str, list[int]] = {}
+            for i, t in enumerate(self.tokens):
+                p.setdefault(t, []).append(i)
+            self._raw_positions = p
+        return self._raw_positions
+
+    def cut(self, i: int, j: int) -> str:
+        """Tokens i..j as written in the text."""
+        if self._spans is None:
+            spans = [(s, e) for s, e, _ in token_spans(self.text)]
+            # NFC folding can change token boundaries in exotic text: fall back to folded tokens
+            self._spans = spans if len(spans) == len(self.tokens) else []
+        if not self._spans:
+            return " ".join(self.tokens[i:j + 1])
+        return self.text[self._spans[i][0]:self._spans[j][1]]
 
     def positions(self) -> dict[str, list[int]]:
         if self._positions is None:
@@ -679,6 +699,53 @@ def _compile(node: Node) -> Matcher:
     raise TypeError(node)
 
 
+# A necessary condition for a match, checked with C-level set operations before the closures run:
+# a list of (stems, prefixes) groups, each of which must have a hit in the article's whole text.
+_Group = tuple[frozenset, frozenset]
+
+
+def _triggers(node: Node) -> list[_Group] | None:
+    if isinstance(node, TextLeaf):
+        if node.kind == "prefix":
+            if len(node.tokens[0]) > _MAX_PREFIX_INDEX:
+                return None
+            return [(frozenset(), frozenset(node.tokens))]
+        return [(frozenset({s}), frozenset()) for s in dict.fromkeys(node.stems)]
+    if isinstance(node, AndNode):
+        groups: list[_Group] = []
+        for c in node.children:
+            g = _triggers(c)
+            if g:
+                groups.extend(g)
+        return groups or None
+    if isinstance(node, OrNode):
+        stems_: set = set()
+        prefixes: set = set()
+        for c in node.children:
+            g = _triggers(c)
+            if not g:
+                return None
+            stems_ |= g[0][0]
+            prefixes |= g[0][1]
+        return [(frozenset(stems_), frozenset(prefixes))]
+    return None  # NOT, keyword fields and * can match without any word
+
+
+def _with_prefilter(node: Node, matcher: Matcher) -> Matcher:
+    groups = _triggers(node)
+    if not groups:
+        return matcher
+    groups = sorted(groups, key=lambda g: len(g[0]) + len(g[1]))[:4]
+
+    def prefiltered(d: AnalyzedArticle) -> bool:
+        stems_ = d.stemset("all")
+        for st, px in groups:
+            if st.isdisjoint(stems_) and (not px or px.isdisjoint(d.prefixset("all"))):
+                return False
+        return matcher(d)
+    return prefiltered
+
+
 # -- explanation ---------------------------------------------------------------------------------
 
 @dataclass
@@ -703,27 +770,24 @@ def _surface(leaf: TextLeaf, doc: AnalyzedArticle) -> tuple[list[str], list[str]
     where: list[str] = []
     for f in leaf.fields:
         fd = doc.fields[f]
-        if not fd.text:
+        if not fd.tokens:
             continue
-        spans = token_spans(fd.text)
-        if len(spans) != len(fd.tokens):  # NFC changed token boundaries: fall back to folded tokens
-            spans = [(0, 0, t) for t in fd.tokens]
         found: list[str] = []
-
-        def cut(i: int, j: int) -> str:
-            s, e = spans[i][0], spans[j][1]
-            return fd.text[s:e] if e > s else " ".join(t[2] for t in spans[i:j + 1])
-
         if leaf.kind == "term":
-            found = [cut(i, i) for i, s in enumerate(fd.stems) if s == leaf.stems[0]]
+            found = [fd.cut(i, i) for i in fd.positions().get(leaf.stems[0], ())]
         elif leaf.kind == "prefix":
-            found = [cut(i, i) for i, t in enumerate(fd.tokens) if t.startswith(leaf.tokens[0])]
+            p = leaf.tokens[0]
+            for t, idx in fd.raw_positions().items():
+                if t.startswith(p):
+                    found.extend(fd.cut(i, i) for i in idx)
         elif leaf.kind == "phrase":
             n = len(leaf.stems)
-            found = [cut(i, i + n - 1) for i in _phrase_in(fd.stems, leaf.stems)]
+            for i in fd.positions().get(leaf.stems[0], ()):
+                if tuple(fd.stems[i:i + n]) == leaf.stems:
+                    found.append(fd.cut(i, i + n - 1))
         else:
             for lo, hi in _near_windows(fd, leaf.stems, leaf.slop):
-                found.extend(cut(i, i) for i in range(lo, hi + 1) if fd.stems[i] in leaf.stems)
+                found.extend(fd.cut(i, i) for i in range(lo, hi + 1) if fd.stems[i] in leaf.stems)
         if found:
             where.append(f)
             terms.extend(found)
@@ -772,12 +836,31 @@ def _explain(node: Node, doc: AnalyzedArticle) -> Explanation:
     return Explanation(label, ok, "or", children=kids)
 
 
-def _collect_terms(e: Explanation, out: list[str]) -> None:
-    if not e.matched or e.kind == "not":
-        return
-    out.extend(e.terms)
-    for c in e.children:
-        _collect_terms(c, out)
+def _matched_leaves(node: Node, doc: AnalyzedArticle, out: list[TextLeaf]) -> bool:
+    """Evaluate like _eval, collecting the text leaves that contributed to a match."""
+    if isinstance(node, TextLeaf):
+        if _leaf_text_match(node, doc):
+            out.append(node)
+            return True
+        return False
+    if isinstance(node, (KeywordLeaf, AllNode, NotNode)):
+        return _eval(node, doc)
+    if isinstance(node, AndNode):
+        tmp: list[TextLeaf] = []
+        for c in node.children:
+            if not _matched_leaves(c, doc, tmp):
+                return False
+        out.extend(tmp)
+        return True
+    ok = False
+    for c in node.children:
+        if isinstance(c, TextLeaf) and c.kind == "term":  # the common case, inlined
+            if c.stems[0] in doc.stemset(c.scope):
+                out.append(c)
+                ok = True
+        elif _matched_leaves(c, doc, out):
+            ok = True
+    return ok
 
 
 class Query:
@@ -794,7 +877,7 @@ class Query:
     def compile(self) -> Matcher:
         """A fast predicate over :class:`AnalyzedArticle` (analyse once, test many queries)."""
         if self._matcher is None:
-            self._matcher = _compile(self.root)
+            self._matcher = _with_prefilter(self.root, _compile(self.root))
         return self._matcher
 
     def matches(self, article: Article | AnalyzedArticle) -> bool:
@@ -807,12 +890,15 @@ class Query:
 
     def matched_terms(self, article: Article | AnalyzedArticle) -> list[str]:
         """Words (as written in the original or English text) that made the query match;
-        empty when it does not match.  Words under NOT are never listed."""
-        e = self.explain(article)
-        if not e.matched:
+        empty when it does not match.  Words under NOT, and words of a branch that did not
+        match as a whole, are never listed."""
+        doc = article if isinstance(article, AnalyzedArticle) else AnalyzedArticle(article)
+        leaves: list[TextLeaf] = []
+        if not _matched_leaves(self.root, doc, leaves):
             return []
         out: list[str] = []
-        _collect_terms(e, out)
+        for leaf in dict.fromkeys(leaves):
+            out.extend(_surface(leaf, doc)[0])
         return _dedupe(out)
 
 
