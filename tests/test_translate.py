@@ -262,6 +262,27 @@ def test_translator_is_loaded_once_per_process(settings_tiny, tmp_path):
     assert model_for(s, "uk") == str(tmp_path / "uk-model") and model_for(s, "ru") == s.translation_model
 
 
+def test_uncached_hub_id_offline_is_unavailable_without_network(monkeypatch):
+    from huggingface_hub import constants
+
+    from pipeline.errors import ModelUnavailable
+    from pipeline.translate.marian import MarianTranslator
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelUnavailable, match="not in the local Hugging Face cache.*HF_HUB_OFFLINE"):
+        MarianTranslator.load("mediamon-tests/no-such-model")
+
+
+def test_cuda_requested_without_cuda_falls_back_to_cpu(settings_tiny, mediamon_logs):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here; the fallback path is not reachable")
+    tr = get_translator(settings_tiny.model_copy(update={"translation_device": "cuda"}))
+    assert tr.device == "cpu"
+    assert [r.fields["requested"] for r in mediamon_logs if r.getMessage() == "translation_device_fallback"] == ["cuda"]
+
+
 def test_backend_none_skips_and_does_not_retry(tmp_path, store):
     settings = make_settings(tmp_path, translation_backend="none")
     out, counts = translate_stage([art("n1", "Ракеты перехвачены")], settings=settings, store=store)

@@ -55,6 +55,26 @@ def _hub_revision(model_name: str, model: Any) -> str | None:
     return None
 
 
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face Hub cannot be reached (offline mode, DNS, connect), or None."""
+    import socket
+    from urllib.parse import urlparse
+
+    try:
+        from huggingface_hub import constants
+    except ImportError as exc:
+        return f"huggingface_hub missing: {exc}"
+    if getattr(constants, "HF_HUB_OFFLINE", False):
+        return "HF_HUB_OFFLINE is set"
+    url = urlparse(getattr(constants, "ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=timeout).close()
+    except OSError as exc:
+        return f"{url.hostname}: {exc}"
+    return None
+
+
 class MarianTranslator:
     """A loaded Marian model.  Thread-safe: one ``generate`` at a time."""
 
@@ -102,14 +122,32 @@ class MarianTranslator:
         if not local and (model.startswith(("/", ".", "~")) or model.count("/") > 1):
             raise ModelUnavailable(f"translation model directory {model!r} does not exist")
         src = str(path.resolve()) if local else model
-        try:
+
+        def from_pretrained(**kw: Any) -> tuple[Any, Any]:
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*sacremoses.*")
-                tokenizer = AutoTokenizer.from_pretrained(src)
-                mdl = AutoModelForSeq2SeqLM.from_pretrained(src)
+                return AutoTokenizer.from_pretrained(src, **kw), AutoModelForSeq2SeqLM.from_pretrained(src, **kw)
+
+        try:
+            if local:
+                tokenizer, mdl = from_pretrained()
+            else:
+                # A hub id: the snapshot in the local Hugging Face cache first (fast, pinned, works
+                # offline); the network only when it is not there, and only if the hub answers
+                # at all (otherwise huggingface_hub retries for a minute before giving up).
+                try:
+                    tokenizer, mdl = from_pretrained(local_files_only=True)
+                except Exception:  # noqa: BLE001 - not cached (or incomplete): try the hub
+                    unreachable = _hub_unreachable()
+                    if unreachable:
+                        raise ModelUnavailable(f"translation model {model!r} is not in the local Hugging Face "
+                                               f"cache and the hub is unreachable ({unreachable})") from None
+                    tokenizer, mdl = from_pretrained()
+        except ModelUnavailable:
+            raise
         except Exception as exc:  # noqa: BLE001 - OSError, ValueError, hub errors: all mean "cannot load"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise ModelUnavailable(f"cannot load translation model {model!r}: "

@@ -204,7 +204,7 @@ def _translate_group(items: list[_Item], tr: Translator, store, batch_size: int,
         texts = {name: " ".join(results[k] for k in it.keys[name]).strip() for name in ("title", "summary")}
         reason = next((r for k in keys if (r := looks_suspicious(sources[k], results[k]))), None)
         truncated = any(ch.truncated for ch in it.fields.values())
-        counts["translation_cached" if all(k in from_cache for k in keys) else "translated"] += 1
+        counts["translation_cached" if keys and all(k in from_cache for k in keys) else "translated"] += 1
         if reason:
             counts["translation_suspicious"] += 1
         out[it.index] = a.replace(
