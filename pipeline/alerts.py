@@ -67,6 +67,8 @@ logger = get_logger(__name__)
 
 INTERRUPTED = "interrupted: delivery started, outcome unknown"
 SAME_STORY_WINDOW = timedelta(days=1)
+# a queued match whose article is not (yet) stored waits this long before it is marked failed
+MISSING_ARTICLE_GRACE = timedelta(days=3)
 SNIPPET_CHARS = 300
 TITLE_CHARS = 500
 
@@ -415,13 +417,20 @@ class RuleOutcome:
 def _batch(pending: list[AlertEntry], store: Store, settings: Settings, now: datetime,
            rule_id: str, dry_run: bool) -> tuple[list[Story], int]:
     """Pending pairs → (stories for this email, stories left for later).  Oldest queued first,
-    so a capped rule drains in order; pairs whose article is gone are marked failed."""
+    so a capped rule drains in order.  A pair whose article is not in the store stays pending
+    while it is young (matches are queued *before* indexing: an item the store dead-lettered this
+    cycle is fetched again and stored by a later one); after ``MISSING_ARTICLE_GRACE`` it is
+    marked failed (the article is gone)."""
     ids = [e.article_id for e in pending]
     articles = {a.id: a for a in store.get_articles(ids)}
-    missing = [i for i in ids if i not in articles]
+    missing = [e for e in pending if e.article_id not in articles]
     if missing and not dry_run:
-        store.alert_record_attempt(rule_id, missing, at=now, error="article no longer in the store", failed=True)
-        log(logger, 30, "alert_article_missing", rule_id=rule_id, article_ids=missing[:20], count=len(missing))
+        gone = [e.article_id for e in missing
+                if e.queued_at is not None and now - e.queued_at > MISSING_ARTICLE_GRACE]
+        if gone:
+            store.alert_record_attempt(rule_id, gone, at=now, error="article no longer in the store", failed=True)
+        log(logger, 30, "alert_article_missing", rule_id=rule_id, article_ids=[e.article_id for e in missing][:20],
+            count=len(missing), marked_failed=len(gone))
     terms = {e.article_id: e.terms for e in pending}
     stories = group_stories([articles[i] for i in ids if i in articles], terms)
     # oldest queued first for the cap; then newest first for display
@@ -554,13 +563,8 @@ def alert_stage(articles: Sequence[Article], *, settings: Settings, store: Store
     recorded per rule and counted (``alert_emails_failed``, ``alert_emails_deferred``, ``alert_errors``).
     """
     now = now or utcnow()
-    counts: Counter = Counter()
-    compiled = compile_rules(rules, counts)
-    entries = match_articles(articles, compiled, now, counts)
-    counts["alert_matches"] = len(entries)
-    if entries:
-        counts["alert_queued"] = store.alert_enqueue(entries)
-    immediate = [cr.rule for cr in compiled if cr.rule.mode == "immediate"]
+    counts: Counter = Counter(queue_matches(articles, store=store, rules=rules, now=now))
+    immediate = [cr.rule for cr in compile_rules(rules) if cr.rule.mode == "immediate"]
     if immediate:
         from .mail import make_mailer
 

@@ -175,6 +175,22 @@ def poll(feeds: Sequence[FeedConfig], states: dict[str, FeedState], settings: Se
     return asyncio.run(poll_async(feeds, states, settings, on_done))
 
 
+def tally_polls(polls: Sequence[PollResult], counters: Counter) -> list[Article]:
+    """Count fetched / not_modified / failed feeds and items seen; return all polled articles."""
+    articles: list[Article] = []
+    for p in polls:
+        if p.error is not None:
+            counters["failed_feeds"] += 1
+            counters["errors"] += 1
+        elif p.fetch.not_modified:
+            counters["not_modified"] += 1
+        else:
+            counters["fetched"] += 1
+        counters["items_seen"] += len(p.articles)
+        articles.extend(p.articles)
+    return articles
+
+
 def drop_known(store: Store, articles: Iterable[Article]) -> tuple[list[Article], int]:
     """Articles not yet in the store, first occurrence wins within the batch; (new, duplicates)."""
     batch: dict[str, Article] = {}
@@ -301,17 +317,7 @@ def run_cycle(settings: Settings, *, store: Store | None = None, feeds: Sequence
             hook("planned")
 
         polls = poll(due, states, settings, on_feed_done)
-        all_articles: list[Article] = []
-        for p in polls:
-            if p.error is not None:
-                c["failed_feeds"] += 1
-                c["errors"] += 1
-            elif p.fetch.not_modified:
-                c["not_modified"] += 1
-            else:
-                c["fetched"] += 1
-            c["items_seen"] += len(p.articles)
-            all_articles.extend(p.articles)
+        all_articles = tally_polls(polls, c)
         if hook:
             hook("polled")
 

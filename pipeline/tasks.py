@@ -182,7 +182,7 @@ def poll_task(batch: dict, *, settings: Settings | None = None) -> dict:
     """Fetch, parse and normalise one batch of feeds, drop ids already stored; stage the new
     articles and each feed's outcome.  One broken feed never fails the task (its error is
     staged and becomes backoff in commit); only an unusable store or staging area does."""
-    from .cycle import drop_known, poll
+    from .cycle import drop_known, poll, tally_polls
     from .politeness import reconcile
 
     settings = _settings(settings)
@@ -201,16 +201,7 @@ def poll_task(batch: dict, *, settings: Settings | None = None) -> dict:
         states: dict[str, FeedState] = {f.id: reconcile(f, stored.get(f.id)) for f in feeds}
         polls = poll(feeds, states, settings)
         c: Counter = Counter(feeds=len(feeds))
-        all_articles: list[Article] = []
-        for p in polls:
-            if p.error is not None:
-                c["failed_feeds"] += 1
-            elif p.fetch.not_modified:
-                c["not_modified"] += 1
-            else:
-                c["fetched"] += 1
-            c["items_seen"] += len(p.articles)
-            all_articles.extend(p.articles)
+        all_articles = tally_polls(polls, c)
         new, dups = drop_known(store, all_articles)
     c["new"] = len(new)
     c["duplicates"] = dups
