@@ -146,20 +146,22 @@ def parse_and_normalize(feed: FeedConfig, fetch: FetchResult, settings: Settings
 
 async def poll_async(feeds: Sequence[FeedConfig], states: dict[str, FeedState], settings: Settings,
                      on_done: Callable[[PollResult], None] | None = None) -> list[PollResult]:
-    """Fetch with bounded concurrency; parse each body in a worker thread as soon as it arrives."""
+    """Fetch with bounded concurrency; parse each body as soon as it arrives: in a thread for
+    small polls, in a process pool sized to the cores once enough bytes came in (parsepool.py)."""
+    from .parsepool import Parser
+
     detector = LanguageDetector(settings.languages)
     sem = asyncio.Semaphore(settings.fetch_concurrency)
-    parse_sem = asyncio.Semaphore(2)
+    parser = Parser(settings, detector)
     client = make_client(settings)
 
     async def one(feed: FeedConfig) -> PollResult:
         async with sem:
             fetched = await fetch_feed(client, feed, states.get(feed.id), settings)
-        async with parse_sem:
-            if fetched.content is not None:
-                res = await asyncio.to_thread(parse_and_normalize, feed, fetched, settings, detector)
-            else:
-                res = PollResult(feed, fetched, error=fetched.error)
+        if fetched.content is not None:
+            res = await parser.parse(feed, fetched)
+        else:
+            res = PollResult(feed, fetched, error=fetched.error)
         if on_done is not None:
             on_done(res)
         return res
@@ -167,7 +169,9 @@ async def poll_async(feeds: Sequence[FeedConfig], states: dict[str, FeedState], 
     try:
         return list(await asyncio.gather(*(one(f) for f in feeds)))
     finally:
+        parser.close()
         await client.aclose()
+        log(logger, 20, "poll_done", feeds=len(feeds), **parser.describe())
 
 
 def poll(feeds: Sequence[FeedConfig], states: dict[str, FeedState], settings: Settings,
@@ -363,7 +367,7 @@ def run_cycle(settings: Settings, *, store: Store | None = None, feeds: Sequence
             o.new = new_by_feed.get(o.feed_id, 0)
         report.feeds = outcomes + skipped
         report.finished_at = utcnow()
-        c["seconds_x1000"] = int((time.monotonic() - t0) * 1000)
+        c["elapsed_ms"] = int((time.monotonic() - t0) * 1000)
         log(logger, 20, "cycle_done", **report.counters_dict())
         return report
     finally:
