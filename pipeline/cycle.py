@@ -307,6 +307,7 @@ def run_cycle(settings: Settings, *, store: Store | None = None, feeds: Sequence
     store = store or open_store(settings)
     report = CycleReport()
     c = report.counters
+    simulated_now = now
     try:
         now = now or utcnow()
         states = {fid: s for fid, s in store.get_feed_states().items()}
@@ -358,7 +359,9 @@ def run_cycle(settings: Settings, *, store: Store | None = None, feeds: Sequence
             hook("alerted")
 
         new_by_feed: Counter = Counter(a.feed_id for a in new if a.id in stored_ids)
-        commit_feed_states(store, polls, states, settings, utcnow(), new_by_feed, result.failed)
+        # the real clock unless the caller simulates time (tests, soak)
+        commit_feed_states(store, polls, states, settings, utcnow() if simulated_now is None else now,
+                           new_by_feed, result.failed)
         if hook:
             hook("committed")
 

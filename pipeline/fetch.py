@@ -225,6 +225,10 @@ async def _fetch_http(client: httpx.AsyncClient, feed: FeedConfig, url: str, sta
         request = client.build_request("GET", req_url, headers=hop_headers, extensions=extensions)
         try:
             response = await client.send(request, stream=True, follow_redirects=False)
+        except httpx.InvalidURL as exc:
+            # httpx builds ``response.next_request`` from a 3xx Location even when not following;
+            # a Location such as "javascript:alert(1)" fails there, before we see the response
+            raise PermanentFeedError(f"refused: {u.host} redirected to an invalid URL ({exc})") from exc
         except httpx.TimeoutException as exc:
             raise TransientFeedError(f"timeout connecting to {u.host}: {exc.__class__.__name__}") from exc
         except httpx.TransportError as exc:

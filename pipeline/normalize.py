@@ -51,11 +51,21 @@ def canonical_url(url: str | None) -> str | None:
     return urlunsplit((scheme, netloc, path, urlencode(query, doseq=True), ""))
 
 
+_URL_TAB_NEWLINE_RE = re.compile(r"[\t\n\r]")
+_URL_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def safe_link(url: str | None) -> str | None:
-    """The entry link if it is an absolute http(s) URL, else None (never ``javascript:``)."""
+    """The entry link if it is an absolute http(s) URL, else None (never ``javascript:``).
+    As a browser's URL parser does, tabs and line breaks inside are removed (so ``jav\tascript:``
+    is ``javascript:`` and refused, and no stored URL carries a CR/LF) and spaces are
+    percent-encoded; a URL with any other control character is refused."""
     if not url:
         return None
-    url = url.strip()
+    url = _URL_TAB_NEWLINE_RE.sub("", url.strip())
+    if _URL_CONTROL_RE.search(url):
+        return None
+    url = url.replace(" ", "%20")
     try:
         parts = urlsplit(url)
     except ValueError:

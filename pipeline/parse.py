@@ -9,12 +9,17 @@ sees the document we:
    (charset-normalizer).  A document that is valid UTF-8 with multi-byte
    sequences is UTF-8 whatever it declares (windows-1251 labels on UTF-8 bodies,
    UTF-8 labels on windows-1251 bodies both happen);
-2. refuse DTDs that declare entities (billion laughs, quadratic blow-up and
+2. drop characters that are illegal in XML (C0 controls) and whitespace before
+   the XML declaration;
+3. refuse documents that declare entities (billion laughs, quadratic blow-up and
    external entities all need ``<!ENTITY``; feedparser's fallback parser would
-   expand them itself), in bounded time: one regex over the prolog;
-3. drop characters that are illegal in XML (C0 controls) and whitespace before
-   the XML declaration, then hand feedparser UTF-8 with a matching declaration;
-4. refuse documents with absurd item counts before parsing them.
+   expand them itself), in linear time: one regex over the prolog, taken as the
+   longer of the XML prolog and feedparser's own head split;
+4. replace numeric character references to surrogates/controls/out-of-range
+   code points (they crash feedparser's fallback parser) with U+FFFD, then hand
+   feedparser UTF-8 with a matching declaration;
+5. refuse documents with absurd item counts (counted on the decoded text, any
+   case) before parsing them.
 
 Text fields come out as *plain text*: HTML (``text/html`` and xhtml) is turned
 into text with nh3 (script/style contents dropped), entities decoded,
@@ -38,7 +43,7 @@ from .errors import FeedParseError
 MAX_TITLE = 1_000
 MAX_SUMMARY = 20_000
 MAX_CONTENT = 200_000
-MAX_ITEMS_HARD = 20_000  # more <item>/<entry> tags than this: refuse the document
+MAX_ITEMS_HARD = 5_000  # more <item>/<entry> tags than this: refuse the document (max_items_per_feed keeps 1,000)
 
 _XML_DECL_RE = re.compile(rb"^\s*<\?xml[^>]{0,200}\?>", re.S)
 _ENC_IN_DECL_RE = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._:-]{1,40})["']""")
@@ -47,7 +52,15 @@ _ENTITY_DECL_RE = re.compile(r"<!ENTITY", re.I)
 _ILLEGAL_XML_CHARS_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _WS_RE = re.compile(r"\s+")
 _ENTITY_RE = re.compile(r"&(#\d{1,7}|#x[0-9a-fA-F]{1,6}|[a-zA-Z][a-zA-Z0-9]{1,31});")
-_ITEM_TAG_RE = re.compile(rb"<(?:\w+:)?(?:item|entry)[\s>/]")
+# counted on the decoded text (a UTF-16 body hides ASCII patterns in its bytes) and without
+# regard to case (feedparser's fallback parser lowercases tag names: <ITEM> is an item too)
+_ITEM_TAG_RE = re.compile(r"<(?:\w+:)?(?:item|entry)[\s>/]", re.I)
+# where feedparser itself thinks the prolog ends (it lifts <!ENTITY declarations out of this part
+# and expands the "safe" ones in its fallback parser): the first '<' followed by an ASCII word char
+_FEEDPARSER_HEAD_END_RE = re.compile(r"<[A-Za-z0-9_]")
+# numeric character references; ones naming a surrogate, a C0 control or a value beyond U+10FFFF
+# crash feedparser's fallback parser (chr(0xD800).encode()) and would fail the whole feed
+_CHARREF_RE = re.compile(r"&#(?:[xX]([0-9a-fA-F]{1,16})|([0-9]{1,20}));")
 
 # what Russian/English news feeds are really written in; a short list keeps detection
 # from choosing exotic code pages whose letters differ (cp1257 for Portuguese, ...)
@@ -182,12 +195,18 @@ def decode_document(data: bytes, content_type: str | None = None) -> tuple[str, 
 def _prepare(text: str) -> bytes:
     """Defuse and normalise the document text; return UTF-8 bytes for feedparser."""
     text = text.lstrip("\ufeff \t\r\n")
-    prolog_end = _first_element_start(text)
-    prolog = text[:prolog_end]
-    if _DOCTYPE_RE.search(prolog) and _ENTITY_DECL_RE.search(prolog):
-        raise FeedParseError("refused: the document declares XML entities in its DTD "
-                             "(entity expansion / external entity attack)")
+    # drop illegal characters *before* looking for declarations: "<!EN\x01TITY" must not pass
+    # the check and then become "<!ENTITY" for feedparser
     text = _ILLEGAL_XML_CHARS_RE.sub("", text)
+    # the prolog as an XML parser sees it, or as feedparser's own head split sees it, whichever is
+    # longer (a stray "</x>" before the DOCTYPE, or a megabyte of comment, must not hide entities)
+    m_head = _FEEDPARSER_HEAD_END_RE.search(text)
+    prolog_end = max(_first_element_start(text), m_head.start() if m_head else len(text))
+    if _ENTITY_DECL_RE.search(text, 0, prolog_end):
+        kind = "in its DTD" if _DOCTYPE_RE.search(text, 0, prolog_end) else "before its root element"
+        raise FeedParseError(f"refused: the document declares XML entities {kind} "
+                             "(entity expansion / external entity attack)")
+    text = _CHARREF_RE.sub(_safe_charref, text)
     # rewrite the declaration to match the bytes we hand over
     m = re.match(r"<\?xml[^>]{0,200}\?>", text)
     if m:
@@ -196,10 +215,23 @@ def _prepare(text: str) -> bytes:
     return text.encode("utf-8")
 
 
+def _safe_charref(m: re.Match) -> str:
+    """A numeric character reference kept when it names a legal XML character; a C0 control is
+    dropped (like a raw one), a surrogate or out-of-range value becomes U+FFFD."""
+    cp = int(m.group(1), 16) if m.group(1) is not None else int(m.group(2))
+    if cp < 0x20 and cp not in (0x9, 0xA, 0xD):
+        return ""
+    if cp > 0x10FFFF or 0xD800 <= cp <= 0xDFFF or cp in (0xFFFE, 0xFFFF):
+        return "&#xFFFD;"
+    return m.group(0)
+
+
 def _first_element_start(text: str) -> int:
     """Index of the first start tag of the root element (skipping declarations, PIs,
-    comments and the DOCTYPE with its internal subset), bounded to the first 1 MiB."""
-    limit = min(len(text), 1 << 20)
+    comments and the DOCTYPE with its internal subset).  Linear in the document, which the
+    fetcher already capped; no shorter cap here: a prolog padded past any cap would otherwise
+    hide its entity declarations."""
+    limit = len(text)
     i = 0
     while i < limit:
         j = text.find("<", i, limit)
@@ -300,6 +332,16 @@ def _entry_to_raw(entry) -> RawEntry:
     )
 
 
+def _count_items(text: str, limit: int) -> int:
+    """Item/entry start tags in ``text``, counting stops at ``limit + 1`` (no list of a million matches)."""
+    n = 0
+    for _ in _ITEM_TAG_RE.finditer(text):
+        n += 1
+        if n > limit:
+            break
+    return n
+
+
 def parse_feed(data: bytes, *, url: str, content_type: str | None = None,
                max_items: int = 1000) -> ParsedFeed:
     """Parse fetched bytes.  Raises FeedParseError when nothing usable is in them."""
@@ -311,10 +353,10 @@ def parse_feed(data: bytes, *, url: str, content_type: str | None = None,
     started = time.monotonic()
     if not data or not data.strip():
         raise FeedParseError("empty response body")
-    n_items = len(_ITEM_TAG_RE.findall(data, 0, len(data)))
-    if n_items > MAX_ITEMS_HARD:
-        raise FeedParseError(f"refused: {n_items} items in one document (limit {MAX_ITEMS_HARD})")
     text, encoding, warnings = decode_document(data, content_type)
+    n_items = _count_items(text, MAX_ITEMS_HARD)
+    if n_items > MAX_ITEMS_HARD:
+        raise FeedParseError(f"refused: more than {MAX_ITEMS_HARD} items in one document")
     prepared = _prepare(text)
     headers = {"content-type": "application/xml; charset=utf-8"}
     if url and "://" in url:

@@ -97,6 +97,19 @@ class Settings(BaseSettings):
     # Kibana (`mediamon setup` imports saved objects when set; same credentials as Elasticsearch)
     kibana_url: str | None = None
 
+    # CTranslate2 translation backend (pipeline/translate/ctranslate2.py; MEDIAMON_TRANSLATION_BACKEND=ctranslate2)
+    translation_compute_type: str = Field(
+        default="int8", description="CTranslate2 compute type: int8 (default), int8_float32, float32, "
+                                    "int8_float16/float16 on CUDA")
+    translation_threads: int = Field(default=0, ge=0, le=256,
+                                     description="CTranslate2 CPU threads; 0 = the cores this process may use")
+
+    # parsing + normalising in a process pool (pipeline/parsepool.py, used by cycle.poll_async)
+    parse_workers: int = Field(default=0, ge=0, le=256,
+                               description="parser processes for large polls; 0 = the cores, 1 = no pool (a thread)")
+    parse_pool_min_bytes: int = Field(default=1024 * 1024, ge=0,
+                                      description="bytes of bodies in one poll after which the pool is used")
+
     @property
     def store_path(self) -> Path:
         return self.data_dir / "mediamon.sqlite3"

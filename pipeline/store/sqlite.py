@@ -168,8 +168,13 @@ class SQLiteStore:
             def __exit__(self_inner, exc_type, exc, tb):
                 if exc_type is None:
                     db.execute("COMMIT")
-                else:
-                    db.execute("ROLLBACK")
+                elif db.in_transaction:
+                    # SQLite may already have rolled back by itself (SQLITE_FULL, IOERR, NOMEM);
+                    # a failing ROLLBACK must not replace the original error ("disk is full")
+                    try:
+                        db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
                 return False
 
         return _Tx()
@@ -181,6 +186,9 @@ class SQLiteStore:
         except sqlite3.OperationalError as exc:
             # locked, disk full (SQLITE_FULL surfaces as OperationalError), I/O errors
             raise StoreUnavailable(f"SQLite write failed ({self.path}): {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            # constraint/trigger failures, corruption: a clear store error, never a raw sqlite3 one
+            raise StoreError(f"SQLite write failed ({self.path}): {exc.__class__.__name__}: {exc}") from exc
 
     def close(self) -> None:
         self._db.close()
@@ -206,40 +214,59 @@ class SQLiteStore:
         created: list[str] = []
         updated: list[str] = []
         unchanged: list[str] = []
+        failed: dict[str, str] = {}
 
         def do() -> None:
             for a in articles:
-                doc = json.dumps(a.to_dict(), ensure_ascii=False, sort_keys=True)
-                row = self._db.execute("SELECT rowid, doc FROM articles WHERE id=?", (a.id,)).fetchone()
-                if row is not None and row[1] == doc:
-                    unchanged.append(a.id)
+                # one savepoint per article: an item the database refuses (constraint, trigger,
+                # text it cannot encode) is dead-lettered alone; the batch goes on.  Errors of the
+                # database itself (disk full, locked, I/O: OperationalError) abort the batch.
+                self._db.execute("SAVEPOINT one_article")
+                try:
+                    one(a)
+                except (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, ValueError) as exc:
+                    self._db.execute("ROLLBACK TO one_article")
+                    self._db.execute("RELEASE one_article")
+                    for lst in (created, updated, unchanged):
+                        if lst and lst[-1] == a.id:
+                            lst.pop()
+                    failed[a.id] = f"{exc.__class__.__name__}: {exc}"[:500]
                     continue
-                params = (a.feed_id, a.source, a.language, a.canonical_url, to_iso(a.published_at),
-                          to_iso(a.fetched_at), a.content_hash, a.translation.status, doc)
-                if row is None:
-                    cur = self._db.execute(
-                        "INSERT INTO articles (feed_id, source, language, canonical_url, published_at,"
-                        " fetched_at, content_hash, translation_status, doc, id)"
-                        " VALUES (?,?,?,?,?,?,?,?,?,?)", params + (a.id,))
-                    rowid = cur.lastrowid
-                    created.append(a.id)
-                else:
-                    rowid = row[0]
-                    self._db.execute(
-                        "UPDATE articles SET feed_id=?, source=?, language=?, canonical_url=?,"
-                        " published_at=?, fetched_at=?, content_hash=?, translation_status=?, doc=?"
-                        " WHERE rowid=?", params + (rowid,))
-                    self._db.execute("DELETE FROM articles_fts WHERE rowid=?", (rowid,))
-                    self._db.execute("DELETE FROM article_topics WHERE article_rowid=?", (rowid,))
-                    updated.append(a.id)
+                self._db.execute("RELEASE one_article")
+
+        def one(a: Article) -> None:
+            doc = json.dumps(a.to_dict(), ensure_ascii=False, sort_keys=True)
+            row = self._db.execute("SELECT rowid, doc FROM articles WHERE id=?", (a.id,)).fetchone()
+            if row is not None and row[1] == doc:
+                unchanged.append(a.id)
+                return
+            params = (a.feed_id, a.source, a.language, a.canonical_url, to_iso(a.published_at),
+                      to_iso(a.fetched_at), a.content_hash, a.translation.status, doc)
+            if row is None:
+                cur = self._db.execute(
+                    "INSERT INTO articles (feed_id, source, language, canonical_url, published_at,"
+                    " fetched_at, content_hash, translation_status, doc, id)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?)", params + (a.id,))
+                rowid = cur.lastrowid
+                created.append(a.id)
+            else:
+                rowid = row[0]
                 self._db.execute(
-                    f"INSERT INTO articles_fts (rowid, {', '.join(FTS_COLUMNS)}) VALUES (?,?,?,?,?,?,?)",
-                    (rowid, *_fts_values(a)))
-                self._db.executemany("INSERT OR IGNORE INTO article_topics (topic, article_rowid) VALUES (?,?)",
-                                     [(t, rowid) for t in a.topics])
+                    "UPDATE articles SET feed_id=?, source=?, language=?, canonical_url=?,"
+                    " published_at=?, fetched_at=?, content_hash=?, translation_status=?, doc=?"
+                    " WHERE rowid=?", params + (rowid,))
+                self._db.execute("DELETE FROM articles_fts WHERE rowid=?", (rowid,))
+                self._db.execute("DELETE FROM article_topics WHERE article_rowid=?", (rowid,))
+                updated.append(a.id)
+            self._db.execute(
+                f"INSERT INTO articles_fts (rowid, {', '.join(FTS_COLUMNS)}) VALUES (?,?,?,?,?,?,?)",
+                (rowid, *_fts_values(a)))
+            self._db.executemany("INSERT OR IGNORE INTO article_topics (topic, article_rowid) VALUES (?,?)",
+                                 [(t, rowid) for t in a.topics])
 
         self._write(do)
-        return IndexResult(created=tuple(created), updated=tuple(updated), unchanged=tuple(unchanged))
+        return IndexResult(created=tuple(created), updated=tuple(updated), unchanged=tuple(unchanged),
+                           failed=failed)
 
     def _rows_to_articles(self, rows) -> list[Article]:
         return [Article.from_dict(json.loads(r[0])) for r in rows]

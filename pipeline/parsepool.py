@@ -1,0 +1,160 @@
+"""Parsing and normalising fetched bodies off the event loop: a thread for small polls, a process
+pool sized to the cores once enough bytes arrived (feedparser is pure Python and holds the GIL).
+
+:class:`Parser` is used by :func:`pipeline.cycle.poll_async`: every body is handed to
+:meth:`Parser.parse` as soon as its fetch completes, so parsing overlaps fetching.  The pool is
+created lazily, only when the bodies of one poll add up to ``settings.parse_pool_min_bytes``
+(a steady-state cycle of 304s never starts it), and uses the ``forkserver`` start method
+(``spawn`` where that does not exist): the calling process may hold threads (the event loop's
+executor, Airflow, the test runner), and ``fork`` with threads is unsafe.
+
+The worker runs the same :func:`pipeline.cycle.parse_and_normalize` as the thread path, so both
+give identical Articles; its log records are captured and re-emitted in the parent (same handlers,
+same test capture).  A worker that dies (a hostile body that crashes or exhausts the parser) fails
+the pool: the feeds in flight are retried once in a fresh pool, and a feed that kills a worker
+twice gets a per-feed FeedParseError; other feeds are not affected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING, Any
+
+from .errors import FeedParseError
+from .logs import get_logger, log
+
+if TYPE_CHECKING:
+    from .config import FeedConfig
+    from .cycle import PollResult
+    from .fetch import FetchResult
+    from .normalize import LanguageDetector
+    from .settings import Settings
+
+logger = get_logger(__name__)
+
+THREAD_PARSERS = 2  # concurrent parses on the thread path (they share the GIL; 2 overlaps I/O waits)
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        # the fork server imports the parser once; each worker forks from it ready to go
+        ctx.set_forkserver_preload(["pipeline.cycle"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info:  # tracebacks do not pickle: keep the text
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        record.msg, record.args = record.getMessage(), None
+        self.records.append(record)
+
+
+def _parse_worker(feed: "FeedConfig", fetched: "FetchResult", settings: "Settings", level: int) -> tuple:
+    """Runs in a pool process: parse + normalise one body.  Returns the parts of the PollResult
+    that are new (articles, error, warnings; not the body, which the parent still has) and the
+    log records."""
+    from .cycle import parse_and_normalize
+    from .normalize import LanguageDetector
+
+    root = logging.getLogger("mediamon")
+    capture = _Capture()
+    root.handlers[:] = [capture]
+    root.propagate = False
+    root.setLevel(level)
+    # LanguageDetector builds (and caches per process) the lingua model on first use
+    res = parse_and_normalize(feed, fetched, settings, LanguageDetector(settings.languages))
+    return res.articles, res.error, res.warnings, capture.records
+
+
+class Parser:
+    """Parse fetched bodies for one poll; call :meth:`close` when the poll is over."""
+
+    def __init__(self, settings: "Settings", detector: "LanguageDetector"):
+        self.settings = settings
+        self.detector = detector
+        self.workers = settings.parse_workers or cpu_count()
+        self.min_bytes = settings.parse_pool_min_bytes
+        self.bytes_seen = 0
+        self.pool: ProcessPoolExecutor | None = None
+        self._generation = 0
+        self._thread_sem = asyncio.Semaphore(THREAD_PARSERS)
+        self.stats = {"thread": 0, "process": 0, "pool_restarts": 0}
+
+    def _want_pool(self) -> bool:
+        return self.workers > 1 and self.bytes_seen >= self.min_bytes
+
+    def _start_pool(self) -> None:
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=_mp_context())
+        self._generation += 1
+        log(logger, 20, "parse_pool_started", workers=self.workers, bytes_seen=self.bytes_seen)
+
+    async def parse(self, feed: "FeedConfig", fetched: "FetchResult") -> "PollResult":
+        from .cycle import parse_and_normalize
+
+        self.bytes_seen += len(fetched.content or b"")
+        if self.pool is None and self._want_pool():
+            self._start_pool()
+        if self.pool is not None:
+            for attempt in (1, 2):
+                generation = self._generation
+                try:
+                    return await self._in_pool(feed, fetched)
+                except BrokenProcessPool:
+                    if generation == self._generation:  # first to notice: replace the pool
+                        log(logger, 40, "parse_worker_died", feed_id=feed.id, attempt=attempt)
+                        self.pool.shutdown(wait=False, cancel_futures=True)
+                        self.stats["pool_restarts"] += 1
+                        self._start_pool()
+                    continue
+                except Exception as exc:  # noqa: BLE001 - e.g. a result that does not pickle: parse here
+                    log(logger, 30, "parse_pool_failed", feed_id=feed.id, error=f"{exc.__class__.__name__}: {exc}")
+                    break
+            else:
+                from .cycle import PollResult
+
+                return PollResult(feed, fetched, error=FeedParseError(
+                    "the parser process died twice on this feed (crash or memory exhaustion); not parsed"))
+        async with self._thread_sem:
+            self.stats["thread"] += 1
+            return await asyncio.to_thread(parse_and_normalize, feed, fetched, self.settings, self.detector)
+
+    async def _in_pool(self, feed: "FeedConfig", fetched: "FetchResult") -> "PollResult":
+        assert self.pool is not None
+        level = logging.getLogger("mediamon").getEffectiveLevel()
+        loop = asyncio.get_running_loop()
+        articles, error, warnings, records = await loop.run_in_executor(
+            self.pool, _parse_worker, feed, fetched, self.settings, level)
+        self.stats["process"] += 1
+        for r in records:
+            logging.getLogger(r.name).handle(r)
+        from .cycle import PollResult
+
+        return PollResult(feed, fetched, articles=articles, error=error, warnings=warnings)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"workers": self.workers if self._generation else 0, "bytes": self.bytes_seen, **self.stats}
