@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "pipeline.commands.alerts",
     "pipeline.commands.topics",
     "pipeline.commands.setup",
+    "pipeline.commands.models",
 ]
 
 

@@ -13,6 +13,10 @@ give identical Articles; its log records are captured and re-emitted in the pare
 same test capture).  A worker that dies (a hostile body that crashes or exhausts the parser) fails
 the pool: the feeds in flight are retried once in a fresh pool, and a feed that kills a worker
 twice gets a per-feed FeedParseError; other feeds are not affected.
+
+As with any multiprocessing use, a script that calls the cycle directly must guard its top level
+with ``if __name__ == "__main__":`` (the workers import the main module); the ``mediamon`` CLI,
+Airflow tasks and pytest do.  A pool that cannot start or answer falls back to the thread.
 """
 
 from __future__ import annotations
@@ -120,10 +124,18 @@ class Parser:
                 try:
                     return await self._in_pool(feed, fetched)
                 except BrokenProcessPool:
+                    if self.pool is None:  # given up on the pool (below): parse here
+                        break
                     if generation == self._generation:  # first to notice: replace the pool
                         log(logger, 40, "parse_worker_died", feed_id=feed.id, attempt=attempt)
                         self.pool.shutdown(wait=False, cancel_futures=True)
                         self.stats["pool_restarts"] += 1
+                        if self.stats["process"] == 0:
+                            # no worker has ever answered: the pool cannot start here (e.g. a main
+                            # module without a __main__ guard); parse in a thread from now on
+                            log(logger, 40, "parse_pool_unusable", fallback="thread")
+                            self.pool, self.workers = None, 1
+                            break
                         self._start_pool()
                     continue
                 except Exception as exc:  # noqa: BLE001 - e.g. a result that does not pickle: parse here
@@ -139,7 +151,8 @@ class Parser:
             return await asyncio.to_thread(parse_and_normalize, feed, fetched, self.settings, self.detector)
 
     async def _in_pool(self, feed: "FeedConfig", fetched: "FetchResult") -> "PollResult":
-        assert self.pool is not None
+        if self.pool is None:
+            raise BrokenProcessPool("the parser pool was given up")
         level = logging.getLogger("mediamon").getEffectiveLevel()
         loop = asyncio.get_running_loop()
         articles, error, warnings, records = await loop.run_in_executor(

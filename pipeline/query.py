@@ -13,13 +13,13 @@ Syntax
 
     title:Орешник      title or its English translation
     summary:ракет*     summary or its English translation
-    content:"..."      full text (original only)
+    content:"..."      full text or its English translation
     source:tass        exact source name or feed id, case-insensitive (``source:"РИА Новости"``)
     language:ru        detected language
     topic:nuclear_weapons   a topic already assigned to the item
     "ракета Орешник"~3 proximity: the words within 3 other words of each other, any order
 
-No field means title, summary, content and both English fields.  ``*`` alone matches everything.
+No field means title, summary, content and their English translations.  ``*`` alone matches everything.
 
 Semantics (identical in the three executions)
 ---------------------------------------------
@@ -76,14 +76,14 @@ __all__ = [
     "Explanation", "TEXT_FIELDS", "FIELDS",
 ]
 
-TEXT_FIELDS = ("title", "summary", "content", "title_en", "summary_en")
+TEXT_FIELDS = ("title", "summary", "content", "title_en", "summary_en", "content_en")
 
 # scope name -> Python article fields, FTS5 columns, Elasticsearch base fields
 _TEXT_SCOPES: dict[str, tuple[str, ...]] = {
     "all": TEXT_FIELDS,
     "title": ("title", "title_en"),
     "summary": ("summary", "summary_en"),
-    "content": ("content",),
+    "content": ("content", "content_en"),
 }
 _FTS_COLUMNS: dict[str, tuple[str, ...]] = {
     "all": ("title", "summary", "content"),

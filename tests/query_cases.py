@@ -110,6 +110,10 @@ CASES: list[Case] = [
     Case("content:Искандер", D(title="новость", content="полный текст про Искандер"), True),
     Case("title:Искандер", D(title="новость", content="полный текст про Искандер"), False),
     Case("Искандер", D(title="новость", content="полный текст про Искандер"), True, "no field includes content"),
+    Case("content:missile", D(content="ракета", content_en="Missile launched"), True, "content: includes content_en"),
+    Case("Iskander", D(title="новость", content="про Искандер", content_en="about Iskander"), True,
+         "no field includes content_en"),
+    Case("title:Iskander", D(title="новость", content="про Искандер", content_en="about Iskander"), False),
     Case('title:"Министерство обороны"', D(title="Министерство обороны сообщило"), True),
     Case("title:(Орешник OR Искандер)", D(title="Искандер"), True),
     Case("title:(Орешник OR Искандер)", D(summary="Искандер"), False),
@@ -138,8 +142,25 @@ CASES: list[Case] = [
 ]
 
 # Elasticsearch DSL expected for a representative subset (query -> DSL).
-_RU = ["title.ru", "summary.ru", "content.ru", "title_en.ru", "summary_en.ru"]
-_EN = ["title.en", "summary.en", "content.en", "title_en.en", "summary_en.en"]
+_RU = ["title.ru", "summary.ru", "content.ru", "title_en.ru", "summary_en.ru", "content_en.ru"]
+_EN = ["title.en", "summary.en", "content.en", "title_en.en", "summary_en.en", "content_en.en"]
+
+
+def _content_span(terms: list[tuple[str, str]], slop: int, in_order: bool, base: str) -> dict:
+    """span_near over one content field (``content`` or ``content_en``); terms: (subfield, stem)."""
+    target = f"{base}.{terms[0][0]}"
+    clauses = []
+    for sub, st in terms:
+        q: dict = {"span_term": {f"{base}.{sub}": st}}
+        if f"{base}.{sub}" != target:
+            q = {"field_masking_span": {"query": q, "field": target}}
+        clauses.append(q)
+    return {"span_near": {"clauses": clauses, "slop": slop, "in_order": in_order}}
+
+
+def _content_either(terms: list[tuple[str, str]], slop: int, in_order: bool) -> dict:
+    return {"bool": {"should": [_content_span(terms, slop, in_order, b) for b in ("content", "content_en")],
+                     "minimum_should_match": 1}}
 ES_EXPECTED: dict[str, dict] = {
     "Орешника": {"multi_match": {"query": "орешника", "fields": _RU}},
     "missiles": {"multi_match": {"query": "missiles", "fields": _EN}},
@@ -150,19 +171,14 @@ ES_EXPECTED: dict[str, dict] = {
         {"prefix": {"title": {"value": "ракет"}}},
         {"prefix": {"title_en": {"value": "ракет"}}}], "minimum_should_match": 1}},
     "объё*": {"bool": {"should": [{"prefix": {f: {"value": "объе"}}} for f in
-                                  ("title", "summary", "content", "title_en", "summary_en")],
+                                  ("title", "summary", "content", "title_en", "summary_en", "content_en")],
                        "minimum_should_match": 1}},
     '"Министерство обороны"': {"multi_match": {"query": "министерство обороны", "fields": _RU, "type": "phrase"}},
     "S-400": {"multi_match": {"query": "s 400", "fields": _EN, "type": "phrase"}},
-    "content:Искандер": {"match": {"content.ru": {"query": "искандер"}}},
-    'content:"ракета Patriot"': {"span_near": {"clauses": [
-        {"span_term": {"content.ru": "ракет"}},
-        {"field_masking_span": {"query": {"span_term": {"content.en": "patriot"}}, "field": "content.ru"}}],
-        "slop": 0, "in_order": True}},
-    'content:"missile Belarus nuclear"~3': {"span_near": {"clauses": [
-        {"span_term": {"content.en": "missil"}},
-        {"span_term": {"content.en": "belarus"}},
-        {"span_term": {"content.en": "nuclear"}}], "slop": 2, "in_order": False}},
+    "content:Искандер": {"multi_match": {"query": "искандер", "fields": ["content.ru", "content_en.ru"]}},
+    'content:"ракета Patriot"': _content_either([("ru", "ракет"), ("en", "patriot")], 0, True),
+    'content:"missile Belarus nuclear"~3': _content_either(
+        [("en", "missil"), ("en", "belarus"), ("en", "nuclear")], 2, False),
     "ракета NOT удар": {"bool": {
         "must": [{"multi_match": {"query": "ракета", "fields": _RU}}],
         "must_not": [{"multi_match": {"query": "удар", "fields": _RU}}]}},

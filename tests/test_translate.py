@@ -166,8 +166,12 @@ def test_stage_translates_non_english_and_records_provenance(settings_tiny, tran
     assert ru.title_en and ru.summary_en and ru.title_en != ru.title
     # the title is one chunk: its output is what the model gives for it alone
     assert ru.title_en == translator.translate_batch([ru.title])[0]
-    assert ru.content == items[0].content  # content is not translated (no content_en in the contract)
+    assert ru.content == items[0].content
+    # content (when present) is translated like the summary: same chunking and cache
+    assert ru.content_en and ru.content_en == " ".join(
+        translator.translate_batch(list(chunk_text(ru.content, translator.count_tokens, translator.chunk_tokens).texts)))
     assert (en.title_en, en.summary_en, en.translation.status) == (en.title, en.summary, "skipped")
+    assert en.content_en is None and xx.content_en is None
     assert xx.translation.status == "skipped" and xx.translation.error == "source language unknown"
     assert counts["translated"] == 1 and counts["translation_skipped"] == 2
     assert counts["translation_chunks"] >= 3  # title + a multi-chunk summary

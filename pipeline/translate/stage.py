@@ -1,4 +1,4 @@
-"""The translate stage: non-English Articles → ``title_en`` / ``summary_en`` with provenance.
+"""The translate stage: non-English Articles → ``title_en`` / ``summary_en`` / ``content_en`` with provenance.
 
 Per call:
 
@@ -10,10 +10,9 @@ Per call:
    (:func:`get_translator`).  A model that cannot be loaded gives its items
    ``status="unavailable"`` and exactly one log line; the store hands those items
    back through ``articles_pending_translation()`` so a later run translates them.
-3. ``title`` and ``summary`` are split into chunks that fit the model
-   (:mod:`pipeline.translate.chunking`).  ``content`` is *not* translated: the Article
-   has no ``content_en`` field yet and translating full texts would multiply the cost
-   of the most expensive stage for text nobody reads in English.
+3. ``title``, ``summary`` and (when present) ``content`` are split into chunks that fit
+   the model (:mod:`pipeline.translate.chunking`) and translated into ``title_en``,
+   ``summary_en``, ``content_en``.
 4. Cache: key ``(translator.cache_id, source language, sha1(chunk text))`` — per
    chunk, so a long text that was seen before, or shares chunks with one that was,
    is not translated again.  ``cache_id`` names the weights *and* the decoding
@@ -49,7 +48,17 @@ logger = get_logger("translate")
 # backend name -> (module, class with a ``load(model, *, device, num_beams)`` classmethod)
 BACKENDS: dict[str, tuple[str, str]] = {
     "transformers": ("pipeline.translate.marian", "MarianTranslator"),
+    "ctranslate2": ("pipeline.translate.ctranslate2", "CT2Translator"),
 }
+
+
+def _backend_options(settings: Settings) -> dict:
+    """Extra ``load`` keyword arguments a backend takes from the settings."""
+    if settings.translation_backend == "ctranslate2":
+        return {"compute_type": getattr(settings, "translation_compute_type", "int8"),
+                "threads": getattr(settings, "translation_threads", 0)}
+    return {}
+
 
 FIX_HINT = ("set MEDIAMON_TRANSLATION_MODEL to a local model directory (save_pretrained of a MarianMT model) "
             "or allow network access to the Hugging Face Hub; the items are stored with "
@@ -65,6 +74,9 @@ _failed: dict[tuple, tuple[float, ModelUnavailable]] = {}
 
 CacheKey = tuple[str, str, str]
 
+# Article fields translated into ``<name>_en`` (content only when the feed gave a full text)
+FIELDS = ("title", "summary", "content")
+
 
 def model_for(settings: Settings, language: str | None) -> str:
     """The model configured for a source language (per-language override, else the default)."""
@@ -75,7 +87,7 @@ def model_for(settings: Settings, language: str | None) -> str:
 
 def _translator_key(settings: Settings, model: str) -> tuple:
     return (settings.translation_backend, model, settings.translation_device,
-            getattr(settings, "translation_num_beams", None))
+            getattr(settings, "translation_num_beams", None), tuple(sorted(_backend_options(settings).items())))
 
 
 def _load(settings: Settings, model: str) -> Translator:
@@ -96,7 +108,8 @@ def _load(settings: Settings, model: str) -> Translator:
             module, cls = BACKENDS[backend]
             loader = getattr(importlib.import_module(module), cls)
             translator = loader.load(model, device=settings.translation_device,
-                                     num_beams=getattr(settings, "translation_num_beams", None))
+                                     num_beams=getattr(settings, "translation_num_beams", None),
+                                     **_backend_options(settings))
         except ModelUnavailable as exc:
             _failed[key] = (time.monotonic(), exc)
             raise
@@ -142,7 +155,7 @@ def _translate_group(items: list[_Item], tr: Translator, store, batch_size: int,
     sources: dict[CacheKey, str] = {}
     for it in items:
         try:
-            for name in ("title", "summary"):
+            for name in FIELDS:
                 ch = chunk_text(getattr(it.article, name) or "", tr.count_tokens, tr.chunk_tokens)
                 it.fields[name] = ch
                 it.keys[name] = [text_key(tr.cache_id, it.language, t) for t in ch.texts]
@@ -193,15 +206,15 @@ def _translate_group(items: list[_Item], tr: Translator, store, batch_size: int,
     out: dict[int, Article] = {}
     for it in items:
         a = it.article
-        keys = [k for name in ("title", "summary") for k in it.keys.get(name, [])]
+        keys = [k for name in FIELDS for k in it.keys.get(name, [])]
         failed = it.error or next((errors[k] for k in keys if k in errors), None)
         if failed:
             counts["translation_failed"] += 1
             log(logger, 30, "translation_failed", feed_id=a.feed_id, article_id=a.id, error=failed)
-            out[it.index] = a.replace(title_en=None, summary_en=None,
+            out[it.index] = a.replace(title_en=None, summary_en=None, content_en=None,
                                       translation=Translation(status="failed", model=tr.model_id, error=failed))
             continue
-        texts = {name: " ".join(results[k] for k in it.keys[name]).strip() for name in ("title", "summary")}
+        texts = {name: " ".join(results[k] for k in it.keys[name]).strip() for name in FIELDS}
         reason = next((r for k in keys if (r := looks_suspicious(sources[k], results[k]))), None)
         truncated = any(ch.truncated for ch in it.fields.values())
         counts["translation_cached" if keys and all(k in from_cache for k in keys) else "translated"] += 1
@@ -209,6 +222,7 @@ def _translate_group(items: list[_Item], tr: Translator, store, batch_size: int,
             counts["translation_suspicious"] += 1
         out[it.index] = a.replace(
             title_en=texts["title"], summary_en=texts["summary"],
+            content_en=texts["content"] if a.content else a.content,
             translation=Translation(status="ok", model=tr.model_id, truncated=truncated,
                                     error=f"suspicious output: {reason}" if reason else None,
                                     suspicious=bool(reason)))
@@ -225,14 +239,15 @@ def translate_stage(articles: Sequence[Article], *, settings: Settings, store,
     for i, a in enumerate(articles):
         lang = source_language(a)
         if lang == "en":
-            out[i] = a.replace(title_en=a.title, summary_en=a.summary, translation=Translation(status="skipped"))
+            out[i] = a.replace(title_en=a.title, summary_en=a.summary, content_en=a.content,
+                               translation=Translation(status="skipped"))
             counts["translation_skipped"] += 1
         elif lang is None:
-            out[i] = a.replace(title_en=None, summary_en=None,
+            out[i] = a.replace(title_en=None, summary_en=None, content_en=None,
                                translation=Translation(status="skipped", error="source language unknown"))
             counts["translation_skipped"] += 1
         elif translator is None and settings.translation_backend == "none":
-            out[i] = a.replace(title_en=None, summary_en=None,
+            out[i] = a.replace(title_en=None, summary_en=None, content_en=None,
                                translation=Translation(status="skipped", error="translation disabled"))
             counts["translation_skipped"] += 1
         else:
@@ -249,7 +264,7 @@ def translate_stage(articles: Sequence[Article], *, settings: Settings, store,
                     items=len(items), reason=str(exc), fix=FIX_HINT)
                 for it in items:
                     out[it.index] = it.article.replace(
-                        title_en=None, summary_en=None,
+                        title_en=None, summary_en=None, content_en=None,
                         translation=Translation(status="unavailable", model=spec, error=str(exc)))
                 counts["translation_unavailable"] += len(items)
                 continue

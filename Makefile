@@ -1,0 +1,27 @@
+# Benchmarks (docs/PERFORMANCE.md).  Each script prints one JSON object; `make bench` runs them all
+# and keeps the output in bench/results/ (one file per script, plus the machine and load average).
+PYTHON ?= python
+RESULTS ?= bench/results
+
+.PHONY: bench bench-translate bench-poll bench-classify bench-search test
+
+bench: bench-classify bench-search bench-poll bench-translate
+	@echo "results in $(RESULTS)/"
+
+$(RESULTS):
+	mkdir -p $(RESULTS)
+
+bench-translate: | $(RESULTS)
+	$(PYTHON) bench/translate.py | tee $(RESULTS)/translate.json
+
+bench-poll: | $(RESULTS)
+	$(PYTHON) bench/poll.py | tee $(RESULTS)/poll.json
+
+bench-classify: | $(RESULTS)
+	$(PYTHON) bench/classify.py | tee $(RESULTS)/classify.json
+
+bench-search: | $(RESULTS)
+	$(PYTHON) bench/search.py | tee $(RESULTS)/search.json
+
+test:
+	$(PYTHON) -m pytest
