@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     # fetching
     allow_private_networks: bool = False
     user_agent: str = DEFAULT_USER_AGENT
-    fetch_concurrency: int = Field(default=16, ge=1, le=512)
+    fetch_concurrency: int = Field(default=24, ge=1, le=512)  # 24: measured sweet spot (docs/PERFORMANCE.md)
     fetch_timeout: float = Field(default=30.0, gt=0, description="total deadline per request, seconds")
     connect_timeout: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description="cap on decoded body")
