@@ -15,6 +15,16 @@ from ..errors import ConfigError, MediamonError
 from ..settings import Settings
 
 console = Console()
+
+
+def config_dir_option(files: str = "feeds.yaml, topics.yaml, alerts.yaml"):
+    """The shared ``--config-dir`` option; ``files`` names what the command reads there."""
+    return typer.Option(None, "--config-dir", help=f"Directory with {files} "
+                        "(default: $MEDIAMON_CONFIG_DIR or ./config).")
+
+
+DataDirOpt = typer.Option(None, "--data-dir", help="Where the embedded store and outbox live "
+                          "(default: $MEDIAMON_DATA_DIR or ./data).")
 err_console = Console(stderr=True)
 
 

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._common import build_settings, cli_errors, console, setup_logging
+from ._common import config_dir_option, DataDirOpt, build_settings, cli_errors, console, setup_logging
 
 alerts_app = typer.Typer(
     help="Email alert rules (config/alerts.yaml): list, test, send digests.\n\n"
@@ -18,10 +18,7 @@ alerts_app = typer.Typer(
     no_args_is_help=True,
 )
 
-ConfigDirOpt = typer.Option(None, "--config-dir", help="Directory with alerts.yaml "
-                            "(default: $MEDIAMON_CONFIG_DIR or ./config).")
-DataDirOpt = typer.Option(None, "--data-dir", help="Where the embedded store and outbox live "
-                          "(default: $MEDIAMON_DATA_DIR or ./data).")
+ConfigDirOpt = config_dir_option("alerts.yaml")
 
 
 def _short(text: str, n: int = 60) -> str:

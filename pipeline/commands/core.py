@@ -16,14 +16,11 @@ from rich.table import Table
 from ..fetch import redact_url
 from ..models import to_iso, utcnow
 from ..store import SearchRequest, open_store
-from ._common import build_settings, cli_errors, console, setup_logging
+from ._common import config_dir_option, DataDirOpt, build_settings, cli_errors, console, setup_logging
 
 feeds_app = typer.Typer(help="Inspect configured feeds.\n\nExample: mediamon feeds list", no_args_is_help=True)
 
-ConfigDirOpt = typer.Option(None, "--config-dir", help="Directory with feeds.yaml, topics.yaml, alerts.yaml "
-                            "(default: $MEDIAMON_CONFIG_DIR or ./config).")
-DataDirOpt = typer.Option(None, "--data-dir", help="Where the embedded store and outbox live "
-                          "(default: $MEDIAMON_DATA_DIR or ./data).")
+ConfigDirOpt = config_dir_option()
 
 
 def parse_since(value: str | None, now: datetime | None = None) -> datetime | None:

@@ -15,7 +15,7 @@ from rich.tree import Tree
 from ..config import TopicConfig, load_topics
 from ..errors import ConfigError
 from ..models import Article
-from ._common import build_settings, cli_errors, console, read_jsonl
+from ._common import config_dir_option, build_settings, cli_errors, console, read_jsonl
 
 topics_app = typer.Typer(
     help="Inspect topic definitions (config/topics.yaml).\n\nExample: mediamon topics explain nuclear_weapons "
@@ -23,8 +23,7 @@ topics_app = typer.Typer(
     no_args_is_help=True,
 )
 
-ConfigDirOpt = typer.Option(None, "--config-dir", help="Directory with topics.yaml "
-                            "(default: $MEDIAMON_CONFIG_DIR or ./config).")
+ConfigDirOpt = config_dir_option("topics.yaml")
 
 
 def _load(config_dir: Optional[Path]) -> tuple[list[TopicConfig], object]:
