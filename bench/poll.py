@@ -5,7 +5,8 @@ A server process (asyncio, HTTP/1.1 keep-alive, ETag → 304) serves ``--feeds``
 Each configuration then runs in its own process, on its own empty SQLite store:
 
     cycle 1  everything new: fetch, parse, normalise (language detection), classify (shipped
-             topics), index; translation off (MEDIAMON_TRANSLATION_BACKEND=none)
+             topics), index (in batches while polling goes on, as run_cycle does); translation
+             off (MEDIAMON_TRANSLATION_BACKEND=none)
     cycle 2  steady state: every feed answers 304 Not Modified (conditional GET), nothing parsed
 
 Configurations (``--configs``):
@@ -240,8 +241,18 @@ def child(args) -> dict:
             for name in ("first", "steady"):
                 cpu0 = tree_cpu_s()
                 t0 = time.perf_counter()
+                stages: dict[str, float] = {}
+
+                def hook(stage: str, t0=t0, stages=stages) -> None:
+                    # seconds from the start to the (last) end of each stage; batches stored mid-poll
+                    stages[stage] = round(time.perf_counter() - t0, 2)
+                    if stage == "indexed":
+                        stages["index_batches"] = stages.get("index_batches", 0) + 1
+                        stages.setdefault("first_batch_indexed", stages[stage])
+
                 with TreeSampler() as sampler:
-                    report = run_cycle(settings, store=store, feeds=feeds, topics=topics, alerts=[], force=True)
+                    report = run_cycle(settings, store=store, feeds=feeds, topics=topics, alerts=[], force=True,
+                                       hook=hook)
                 wall = time.perf_counter() - t0
                 time.sleep(0.2)  # let the fork server reap the parser workers
                 c = report.counters_dict()
@@ -251,7 +262,7 @@ def child(args) -> dict:
                     "items_s": round(c["items_seen"] / wall, 1), "fetched": c["fetched"],
                     "not_modified": c["not_modified"], "failed_feeds": c["failed_feeds"],
                     "peak_rss_mb": round(vm_hwm_mb(), 1), "peak_tree_rss_mb": round(sampler.peak_kb / 1024, 1),
-                    "helper_processes": len(sampler.helpers),
+                    "helper_processes": len(sampler.helpers), "stages_done_at_s": stages,
                     "load_average": [round(x, 2) for x in os.getloadavg()],
                 })
         finally:

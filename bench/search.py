@@ -3,13 +3,17 @@
 Articles: half Russian (with an English translation in ``title_en``/``summary_en``, as the
 translate stage leaves them), half English; ~10-word titles and ~60-word summaries drawn from
 pseudo-words plus a security vocabulary (``--topical`` share), topics assigned by the shipped
-rules, published over the last 90 days.  Indexing goes through ``SQLiteStore.index`` in batches
-of ``--batch`` (one cycle's worth), exactly as a cycle stores items.
+rules, published over the last 90 days (generated 5,000 at a time, whatever ``--batch``).
+Each batch of ``--batch`` articles (default: ``cycle_batch_items``, the batch a running cycle
+stores) is classified, then stored through ``SQLiteStore.index``, exactly as a cycle does: the
+index reuses the text analysis (tokens, stems) that classification just did for the same texts
+(``pipeline.analysis.analyse``).  ``--cold`` forgets it before each ``index`` call, so that the
+index pays its own analysis.
 
 Queries (``mediamon search`` defaults: newest first, 20 hits, with the total count), each run
 ``--repeat`` times after one warm-up: p50 / p95 / max latency in milliseconds.
 
-Usage: python bench/search.py [--articles 200000] [--batch 5000] [--repeat 20]
+Usage: python bench/search.py [--articles 200000] [--batch 1000] [--repeat 20] [--cold]
 Prints one JSON object.
 """
 
@@ -33,11 +37,15 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from classify import EN, RU, _fillers  # noqa: E402  (same vocabulary as bench/classify.py)
 
+from pipeline import analysis  # noqa: E402
 from pipeline.classify import classify_stage  # noqa: E402
 from pipeline.config import load_topics  # noqa: E402
 from pipeline.models import Article, Translation  # noqa: E402
+from pipeline.settings import Settings  # noqa: E402
 from pipeline.store.base import SearchRequest  # noqa: E402
 from pipeline.store.sqlite import SQLiteStore  # noqa: E402
+
+GEN_CHUNK = 5000  # articles generated per seed (the corpus does not depend on --batch)
 
 QUERIES = [
     ("term_ru", "Орешник", {}),
@@ -89,7 +97,10 @@ def make_articles(n: int, seed: int, topical: float) -> list[Article]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--articles", type=int, default=200_000)
-    ap.add_argument("--batch", type=int, default=5000, help="articles per store.index call")
+    ap.add_argument("--batch", type=int, default=Settings().cycle_batch_items,
+                    help="articles per classify + store.index (default: a cycle's batch)")
+    ap.add_argument("--cold", action="store_true",
+                    help="forget the text analysis before each store.index (the index analyses again)")
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--topical", type=float, default=0.03)
     ap.add_argument("--seed", type=int, default=1)
@@ -103,16 +114,20 @@ def main() -> None:
         t0 = time.perf_counter()
         index_s = classify_s = 0.0
         reuse = bool(args.db) and store.count() >= args.articles  # --db of an earlier run: queries only
-        for start in range(0, 0 if reuse else args.articles, args.batch):
-            batch = make_articles(min(args.batch, args.articles - start), args.seed + start, args.topical)
-            batch = [a.replace(id=f"{start + i:08x}") for i, a in enumerate(batch)]
-            c0 = time.perf_counter()
-            batch, _ = classify_stage(batch, topics)
-            c1 = time.perf_counter()
-            res = store.index(batch)
-            index_s += time.perf_counter() - c1
-            classify_s += c1 - c0
-            assert len(res.created) == len(batch), res.failed
+        for start in range(0, 0 if reuse else args.articles, GEN_CHUNK):
+            generated = make_articles(min(GEN_CHUNK, args.articles - start), args.seed + start, args.topical)
+            generated = [a.replace(id=f"{start + i:08x}") for i, a in enumerate(generated)]
+            for k in range(0, len(generated), args.batch):
+                c0 = time.perf_counter()
+                batch, _ = classify_stage(generated[k:k + args.batch], topics)
+                c1 = time.perf_counter()
+                if args.cold:
+                    analysis._ANALYSED.clear()
+                    c1 = time.perf_counter()
+                res = store.index(batch)
+                index_s += time.perf_counter() - c1
+                classify_s += c1 - c0
+                assert len(res.created) == len(batch), res.failed
         build_s = time.perf_counter() - t0
         db_mb = sum(f.stat().st_size for f in path.parent.glob(path.name + "*")) / 2**20
 
@@ -145,6 +160,8 @@ def main() -> None:
     print(json.dumps({
         "articles": args.articles,
         "index_articles_s": round(args.articles / index_s, 1) if index_s else None,
+        "classify_and_index_articles_s": round(args.articles / (index_s + classify_s), 1) if index_s else None,
+        "batch": args.batch, "shared_analysis": not args.cold,
         "reused_store": reuse,
         "index_seconds": round(index_s, 2),
         "classify_seconds": round(classify_s, 2),

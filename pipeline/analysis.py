@@ -70,6 +70,28 @@ def stems(tokens: list[str]) -> list[str]:
     return out
 
 
+# text -> (tokens, stems) of recently analysed texts.  A batch of articles is analysed three times
+# in a row (topic rules, alert rules, the SQLite index), always the same str objects; the later
+# passes then pay one dict lookup (the str caches its hash).  Bounded by entries, cleared when full:
+# a cycle batch (settings.cycle_batch_items, 6 text fields each) fits several times over.
+_ANALYSED: dict[str, tuple[list[str], list[str]]] = {}
+_ANALYSED_MAX = 24_000
+
+
+def analyse(text: str | None) -> tuple[list[str], list[str]]:
+    """(folded tokens, their stems) of ``text``; the lists are shared: do not modify them."""
+    if not text:
+        return [], []
+    hit = _ANALYSED.get(text)
+    if hit is None:
+        tokens = tokenize(text)
+        hit = (tokens, stems(tokens))
+        if len(_ANALYSED) >= _ANALYSED_MAX:
+            _ANALYSED.clear()
+        _ANALYSED[text] = hit
+    return hit
+
+
 def token_spans(text: str | None) -> list[tuple[int, int, str]]:
     """(start, end, folded token) over the original string, for highlighting matched terms."""
     if not text:

@@ -9,11 +9,22 @@ Feed state (validators, URL after a 301, backoff) is saved only in
 ``commit_feed_states``, after the feed's new items were indexed: if anything
 before that fails or the process dies, the next run fetches the same items
 again and stores each exactly once (ids are deterministic, indexing is an upsert).
+
+``run_cycle`` does not wait for the whole poll before storing: polling runs in a
+background thread (its event loop fetches, the parser pool parses) and hands
+each feed over as it completes; every ``settings.cycle_batch_items`` items the
+cycle thread takes the batch through drop known → translate → classify → queue
+→ index while polling goes on, so parsing, classification and indexing use the
+cores at the same time.  The rest (smaller polls: everything) goes through the
+same stages once polling is done; then alerts are delivered and feed states
+committed, once, for all feeds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -289,6 +300,64 @@ def commit_feed_states(store: Store, polls: Sequence[PollResult], states: dict[s
 
 # --- the cycle ------------------------------------------------------------------------------------
 
+class BackgroundPoll:
+    """:func:`poll_async` in a thread with its own event loop; each feed's PollResult is handed
+    over through :meth:`results` as soon as it is parsed.  :meth:`stop` cancels what is still
+    running (fetches, the parser pool) and waits for the thread."""
+
+    _DONE = object()
+
+    def __init__(self, feeds: Sequence[FeedConfig], states: dict[str, FeedState], settings: Settings):
+        self._args = (feeds, states, settings)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
+        self._stopping = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="mediamon-poll", daemon=True)
+
+    def start(self) -> "BackgroundPoll":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except asyncio.CancelledError:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consuming thread
+            self._error = exc
+        finally:
+            self._queue.put(self._DONE)
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        if self._stopping.is_set():
+            return
+        await poll_async(*self._args, on_done=self._queue.put)
+
+    def results(self) -> Iterable[PollResult]:
+        """PollResults in completion order; raises what broke the poll itself (never a feed error)."""
+        while True:
+            item = self._queue.get()
+            if item is self._DONE:
+                break
+            yield item
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        self._stopping.set()
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None and self._thread.is_alive():
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # the loop already closed
+                pass
+        self._thread.join()
+
+
 def run_cycle(settings: Settings, *, store: Store | None = None, feeds: Sequence[FeedConfig] | None = None,
               topics: Sequence[TopicConfig] | None = None, alerts: Sequence[AlertConfig] | None = None,
               now: datetime | None = None, force: bool = False, respect_interval: bool = False,
@@ -321,47 +390,70 @@ def run_cycle(settings: Settings, *, store: Store | None = None, feeds: Sequence
         if hook:
             hook("planned")
 
-        polls = poll(due, states, settings, on_feed_done)
-        all_articles = tally_polls(polls, c)
+        polls: list[PollResult] = []
+        new_ids: set[str] = set()
+        new_by_feed: Counter = Counter()
+        enriched_ids: list[str] = []
+
+        def store_batch(batch: list[Article], final: bool) -> None:
+            new, dups = drop_known(store, batch)
+            c["new"] += len(new)
+            c["duplicates"] += dups
+            new_ids.update(a.id for a in new)
+            if hook:
+                hook("deduplicated")
+            todo = new
+            if final:
+                # items stored earlier whose translation could not run (model unavailable) go again
+                retry = [a for a in store.articles_pending_translation() if a.id not in new_ids]
+                c["translation_retried"] += len(retry)
+                todo = new + retry
+            enriched, counts = enrich(todo, settings=settings, store=store, topics=topics, hook=hook)
+            c.update(counts)
+            # queue alert matches before indexing so that no crash can lose one (see queue_alerts)
+            c.update(queue_alerts(enriched, store=store, rules=alerts, now=now))
+            if hook:
+                hook("queued")
+            result = index(store, enriched)
+            c["indexed"] += len(result.created) + len(result.updated)
+            c["index_failed"] += len(result.failed)
+            c["errors"] += len(result.failed)
+            report.dead_letters.update(result.failed)
+            done = set(result.created) | set(result.updated) | set(result.unchanged)
+            enriched_ids.extend(a.id for a in enriched if a.id in done)
+            new_by_feed.update(a.feed_id for a in new if a.id in done)
+            if hook:
+                hook("indexed")
+
+        batch: list[Article] = []
+        poller = BackgroundPoll(due, states, settings).start()
+        try:
+            for p in poller.results():
+                polls.append(p)
+                batch.extend(tally_polls([p], c))
+                if on_feed_done is not None:
+                    on_feed_done(p)
+                if len(batch) >= settings.cycle_batch_items:
+                    store_batch(batch, final=False)
+                    batch = []
+        finally:
+            poller.stop()
+        order = {f.id: i for i, f in enumerate(due)}
+        polls.sort(key=lambda p: order.get(p.feed.id, len(order)))  # the report lists feeds in config order
         if hook:
             hook("polled")
-
-        new, dups = drop_known(store, all_articles)
-        c["new"] = len(new)
-        c["duplicates"] = dups
-        if hook:
-            hook("deduplicated")
-
-        # items stored earlier whose translation could not run (model unavailable) go again
-        retry = [a for a in store.articles_pending_translation() if a.id not in {n.id for n in new}]
-        c["translation_retried"] += len(retry)
-        enriched, counts = enrich(new + retry, settings=settings, store=store, topics=topics, hook=hook)
-        c.update(counts)
-
-        # queue alert matches before indexing so that no crash can lose one (see queue_alerts)
-        c.update(queue_alerts(enriched, store=store, rules=alerts, now=now))
-        if hook:
-            hook("queued")
-
-        result = index(store, enriched)
-        c["indexed"] = len(result.created) + len(result.updated)
-        c["index_failed"] = len(result.failed)
-        c["errors"] += len(result.failed)
-        report.dead_letters = dict(result.failed)
-        stored_ids = set(result.created) | set(result.updated) | set(result.unchanged)
-        report.new_ids = [a.id for a in enriched if a.id in stored_ids]
-        if hook:
-            hook("indexed")
+        store_batch(batch, final=True)
+        report.new_ids = enriched_ids
+        failed_ids = set(report.dead_letters)
 
         # deliver: every immediate rule's pending matches, this cycle's and any left over
         c.update(alert([], settings=settings, store=store, rules=alerts, now=now))
         if hook:
             hook("alerted")
 
-        new_by_feed: Counter = Counter(a.feed_id for a in new if a.id in stored_ids)
         # the real clock unless the caller simulates time (tests, soak)
         commit_feed_states(store, polls, states, settings, utcnow() if simulated_now is None else now,
-                           new_by_feed, result.failed)
+                           new_by_feed, failed_ids)
         if hook:
             hook("committed")
 

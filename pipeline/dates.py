@@ -29,15 +29,18 @@ _MONTHS = {
     12: "декабр дек груд грудня dez dic déc décembre dezembro diciembre dezember dec",
 }
 _EN = ["", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-_PREFIXES = sorted(((p, m) for m, words in _MONTHS.items() for p in words.split()), key=lambda x: -len(x[0]))
+_PREFIXES = {p: m for m, words in _MONTHS.items() for p in words.split()}
+_LONGEST = max(map(len, _PREFIXES))
 _RE = re.compile(r"^\s*(?:[^\W\d_]{2,12}\.?,\s*)?(\d{1,2})\s+([^\W\d_]{3,12})\.?\s+(\d{4})\s+(\d{1,2}:\d{2}(?::\d{2})?)"
                  r"\s*([+-]\d{4}|[A-Za-z]{1,5})?\s*$")
 
 
 def _month(word: str) -> int | None:
+    """Month of a (possibly abbreviated or inflected) name: its longest known prefix decides."""
     w = word.lower()
-    for prefix, month in _PREFIXES:
-        if w.startswith(prefix):
+    for n in range(min(len(w), _LONGEST), 2, -1):
+        month = _PREFIXES.get(w[:n])
+        if month is not None:
             return month
     return None
 

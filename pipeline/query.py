@@ -67,7 +67,7 @@ from luqum import tree as lt
 from luqum.exceptions import ParseError
 from luqum.parser import parser as _luqum_parser
 
-from .analysis import TOKEN_RE, fold, stem, token_spans, tokenize
+from .analysis import analyse, fold, stem, token_spans, tokenize
 from .errors import MediamonError
 from .models import Article
 
@@ -96,7 +96,6 @@ FIELDS = ("title", "summary", "content") + _KEYWORD_FIELDS
 
 _CYRILLIC_RE = re.compile(r"[\u0400-\u04ff]")
 _LETTER_RE = re.compile(r"[^\W\d_]")
-_MAX_PREFIX_INDEX = 24  # prefixes up to this length are looked up in a set; longer ones are scanned
 
 
 class QuerySyntaxError(MediamonError):
@@ -433,8 +432,7 @@ class _FieldData:
 
     def __init__(self, text: str):
         self.text = text
-        self.tokens = TOKEN_RE.findall(fold(text)) if text else []
-        self.stems = [stem(t) for t in self.tokens]
+        self.tokens, self.stems = analyse(text)
         self._positions: dict[str, list[int]] | None = None
         self._raw_positions: dict[str, list[int]] | None = None
         self._spans: list[tuple[int, int]] | None = None
@@ -469,7 +467,7 @@ class _FieldData:
 class AnalyzedArticle:
     """An Article analysed once (token and stem sets per field) for evaluating many queries."""
 
-    __slots__ = ("article", "fields", "_stemsets", "_rawsets", "_prefixsets", "_rawsorted",
+    __slots__ = ("article", "fields", "_stemsets", "_rawsets", "_rawsorted",
                  "source_keys", "language", "topics")
 
     def __init__(self, article: Article):
@@ -482,7 +480,6 @@ class AnalyzedArticle:
             self.fields[f] = _FieldData(text)
         self._stemsets: dict[str, frozenset[str]] = {}
         self._rawsets: dict[str, frozenset[str]] = {}
-        self._prefixsets: dict[str, frozenset[str]] = {}
         self._rawsorted: dict[str, list[str]] = {}
         self.source_keys = frozenset({fold(article.source or ""), fold(article.feed_id or "")})
         self.language = fold(article.language or "")
@@ -502,27 +499,29 @@ class AnalyzedArticle:
             self._rawsets[scope] = s
         return s
 
-    def prefixset(self, scope: str) -> frozenset[str]:
-        """Every prefix (up to _MAX_PREFIX_INDEX chars) of every raw token in scope."""
-        s = self._prefixsets.get(scope)
-        if s is None:
-            out = set()
-            for t in self.rawset(scope):
-                for i in range(1, min(len(t), _MAX_PREFIX_INDEX) + 1):
-                    out.add(t[:i])
-            s = frozenset(out)
-            self._prefixsets[scope] = s
-        return s
-
-    def has_prefix(self, scope: str, prefix: str) -> bool:
-        if len(prefix) <= _MAX_PREFIX_INDEX:
-            return prefix in self.prefixset(scope)
+    def _sorted_raw(self, scope: str) -> list[str]:
         srt = self._rawsorted.get(scope)
         if srt is None:
             srt = sorted(self.rawset(scope))
             self._rawsorted[scope] = srt
+        return srt
+
+    def has_prefix(self, scope: str, prefix: str) -> bool:
+        """Some raw token in scope starts with ``prefix``: a binary search in the sorted tokens
+        (one sort per article and scope; cheaper than a set of every prefix of every token unless
+        an article meets hundreds of wildcards)."""
+        srt = self._sorted_raw(scope)
         i = bisect.bisect_left(srt, prefix)
         return i < len(srt) and srt[i].startswith(prefix)
+
+    def has_any_prefix(self, scope: str, prefixes: Iterable[str]) -> bool:
+        srt = self._sorted_raw(scope)
+        n = len(srt)
+        for p in prefixes:
+            i = bisect.bisect_left(srt, p)
+            if i < n and srt[i].startswith(p):
+                return True
+        return False
 
 
 def analyze_article(article: Article) -> AnalyzedArticle:
@@ -645,7 +644,7 @@ def _compile(node: Node) -> Matcher:
         for c in node.children:
             if isinstance(c, TextLeaf) and c.kind == "term":
                 terms.setdefault(c.scope, set()).add(c.stems[0])
-            elif isinstance(c, TextLeaf) and c.kind == "prefix" and len(c.tokens[0]) <= _MAX_PREFIX_INDEX:
+            elif isinstance(c, TextLeaf) and c.kind == "prefix":
                 prefixes.setdefault(c.scope, set()).add(c.tokens[0])
             else:
                 rest.append(_compile(c))
@@ -654,8 +653,8 @@ def _compile(node: Node) -> Matcher:
             fs = frozenset(ss)
             checks.append(lambda d, fs=fs, scope=scope: not fs.isdisjoint(d.stemset(scope)))
         for scope, ps in prefixes.items():
-            fp = frozenset(ps)
-            checks.append(lambda d, fp=fp, scope=scope: not fp.isdisjoint(d.prefixset(scope)))
+            fp = tuple(sorted(ps))
+            checks.append(lambda d, fp=fp, scope=scope: d.has_any_prefix(scope, fp))
         checks.extend(rest)
         if len(checks) == 1:
             return checks[0]
@@ -707,8 +706,6 @@ _Group = tuple[frozenset, frozenset]
 def _triggers(node: Node) -> list[_Group] | None:
     if isinstance(node, TextLeaf):
         if node.kind == "prefix":
-            if len(node.tokens[0]) > _MAX_PREFIX_INDEX:
-                return None
             return [(frozenset(), frozenset(node.tokens))]
         return [(frozenset({s}), frozenset()) for s in dict.fromkeys(node.stems)]
     if isinstance(node, AndNode):
@@ -740,7 +737,7 @@ def _with_prefilter(node: Node, matcher: Matcher) -> Matcher:
     def prefiltered(d: AnalyzedArticle) -> bool:
         stems_ = d.stemset("all")
         for st, px in groups:
-            if st.isdisjoint(stems_) and (not px or px.isdisjoint(d.prefixset("all"))):
+            if st.isdisjoint(stems_) and (not px or not d.has_any_prefix("all", px)):
                 return False
         return matcher(d)
     return prefiltered

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
                                description="parser processes for large polls; 0 = the cores, 1 = no pool (a thread)")
     parse_pool_min_bytes: int = Field(default=1024 * 1024, ge=0,
                                       description="bytes of bodies in one poll after which the pool is used")
+    # run_cycle stores what polling delivered so far in batches of this many items while polling goes on
+    cycle_batch_items: int = Field(default=1000, ge=1, le=1_000_000,
+                                   description="items per batch stored while the poll is still running")
 
     @property
     def store_path(self) -> Path:

@@ -220,3 +220,102 @@ def test_one_bad_feed_never_stops_the_others(tmp_path, feed_server, httpserver):
     c = report.counters_dict()
     assert c["failed_feeds"] == 2 and c["new"] == 9 and c["errors"] >= 2
     assert json.dumps(report.to_dict())  # the report serialises
+
+
+# --- storing while polling (settings.cycle_batch_items) --------------------------------------------
+
+def _shared_subset(feed_server, n: int = 12) -> list[dict]:
+    feeds, unparseable = _serve_shared(feed_server)
+    return [f for f in feeds if f["id"] not in unparseable][:n]
+
+
+@pytest.mark.skipif(not SHARED_FEEDS.is_dir(), reason="needs ../shared/feeds")
+def test_batches_stored_while_polling_give_the_same_store(tmp_path, feed_server):
+    """Tiny batches (stored while the poll goes on) and one batch give the same articles,
+    counters and feed states."""
+    feeds = _serve_fixtures(feed_server) + _shared_subset(feed_server)
+    results = {}
+    for name, batch in (("one", 1_000_000), ("tiny", 7)):
+        (tmp_path / name).mkdir()
+        settings = make_settings(tmp_path / name, cycle_batch_items=batch)
+        write_feeds_yaml(settings.config_dir, feeds)
+        stages: list[str] = []
+        report = run_cycle(settings, hook=stages.append)
+        store = SQLiteStore(settings.store_path)
+        try:
+            docs = {r[0]: (r[1], r[2]) for r in store.connection.execute(
+                "SELECT id, content_hash, language FROM articles")}
+            topics = sorted(store.connection.execute("SELECT topic, a.id FROM article_topics t "
+                                                     "JOIN articles a ON a.rowid = t.article_rowid"))
+            states = {k: (v.etag, v.consecutive_failures) for k, v in store.get_feed_states().items()}
+        finally:
+            store.close()
+        c = report.counters_dict()
+        results[name] = (docs, topics, states, {k: c[k] for k in ("new", "duplicates", "indexed", "items_seen",
+                                                                  "fetched", "failed_feeds")},
+                         sorted(report.new_ids))
+        if name == "tiny":
+            assert stages.count("indexed") > 3  # really stored in several batches
+            assert stages[-2:] == ["alerted", "committed"] and stages.count("polled") == 1
+        else:
+            assert stages.count("indexed") == 1 and stages.index("polled") < stages.index("deduplicated")
+    assert results["one"] == results["tiny"]
+    assert results["one"][3]["new"] == len(results["one"][0]) > 50
+
+
+@pytest.mark.skipif(not SHARED_FEEDS.is_dir(), reason="needs ../shared/feeds")
+def test_killed_after_a_batch_stored_mid_poll_then_every_item_once(tmp_path, feed_server):
+    """The process dies right after the first batch was indexed while polling still ran: no feed
+    state was saved, so the rerun fetches everything again and stores each item once."""
+    settings = make_settings(tmp_path, cycle_batch_items=5)
+    feeds = _serve_fixtures(feed_server) + _shared_subset(feed_server)
+    write_feeds_yaml(settings.config_dir, feeds)
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from pipeline.settings import Settings
+        from pipeline.cycle import run_cycle
+        s = Settings.model_validate_json({settings.model_dump_json()!r})
+        def hook(name):
+            if name == "indexed":
+                os._exit(137)
+        run_cycle(s, hook=hook)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 137, proc.stderr
+    store = SQLiteStore(settings.store_path)
+    try:
+        partial = store.count()
+        assert 0 < partial and store.get_feed_states() == {}
+    finally:
+        store.close()
+    c = run_cycle(settings).counters_dict()
+    store = SQLiteStore(settings.store_path)
+    try:
+        ids = [r[0] for r in store.connection.execute("SELECT id FROM articles")]
+        assert len(ids) == len(set(ids)) == partial + c["new"]
+        assert c["fetched"] == len(feeds)  # no validators were saved by the killed run
+    finally:
+        store.close()
+
+
+def test_store_failure_mid_poll_stops_the_poll(tmp_path, feed_server):
+    """A batch that cannot be stored while polling still runs ends the cycle with the store's
+    error; the background poll is stopped (no thread left behind) and no feed state is saved."""
+    import threading
+
+    settings = make_settings(tmp_path, cycle_batch_items=1)
+    write_feeds_yaml(settings.config_dir, _serve_fixtures(feed_server))
+    store = SQLiteStore(settings.store_path)
+
+    def broken(articles):
+        raise StoreUnavailable("disk full (injected)")
+
+    store.index = broken  # type: ignore[method-assign]
+    try:
+        with pytest.raises(StoreUnavailable):
+            run_cycle(settings, store=store)
+        assert store.get_feed_states() == {} and store.count() == 0
+        assert not [t for t in threading.enumerate() if t.name == "mediamon-poll"]
+    finally:
+        store.close()

@@ -104,3 +104,64 @@ def test_schema_is_versioned(tmp_path):
     assert s.connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     s.close()
     SQLiteStore(tmp_path / "v.sqlite3").close()  # reopening does not re-run migrations
+
+
+def test_store_of_schema_2_is_migrated_to_a_contentless_index(tmp_path):
+    """A store written before schema 3 (FTS5 kept a copy of the token text) opens, keeps every
+    article searchable, gets smaller on VACUUM, and updates still remove the old terms."""
+    import json
+    import sqlite3
+
+    from pipeline.store.sqlite import FTS_COLUMNS, MIGRATIONS, _fts_values
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path, isolation_level=None)
+    for v in (0, 1):
+        db.executescript("BEGIN;" + MIGRATIONS[v] + f";PRAGMA user_version={v + 1};COMMIT;")
+    old = [art(1, "Ракета упала в поле"), art(2, "Комплекс «Орешник» в Белоруссии", days=1),
+           art(3, "Missile test in the Pacific", lang="en", source="BBC", days=2)]
+    for rowid, a in enumerate(old, 1):
+        db.execute("INSERT INTO articles (rowid, id, feed_id, source, language, canonical_url, published_at,"
+                   " fetched_at, content_hash, translation_status, doc) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                   (rowid, a.id, a.feed_id, a.source, a.language, a.canonical_url, a.published_at.isoformat(),
+                    a.fetched_at.isoformat(), a.content_hash, a.translation.status,
+                    json.dumps(a.to_dict(), ensure_ascii=False, sort_keys=True)))
+        db.execute(f"INSERT INTO articles_fts (rowid, {', '.join(FTS_COLUMNS)}) VALUES (?,?,?,?,?,?,?)",
+                   (rowid, *_fts_values(a)))
+    db.close()
+
+    s = SQLiteStore(path)
+    try:
+        assert s.connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        sql = s.connection.execute("SELECT sql FROM sqlite_master WHERE name='articles_fts'").fetchone()[0]
+        assert "content = ''" in sql
+        assert s.connection.execute("SELECT count(*) FROM sqlite_master WHERE name='articles_fts_content'"
+                                    ).fetchone()[0] == 0
+        for q, want in (("ракеты", {"id001"}), ("Орешника", {"id002"}), ("missiles", {"id003"}),
+                        ("title:ракет*", {"id001"}), ('"упала в поле"', {"id001"})):
+            assert {h.id for h in s.search(SearchRequest(query=q)).hits} == want, q
+        r = s.index([old[0].replace(title="Курс рубля вырос", content_hash="new")])
+        assert r.updated == ("id001",)
+        assert not s.search(SearchRequest(query="ракета")).hits
+        assert {h.id for h in s.search(SearchRequest(query="рубль")).hits} == {"id001"}
+    finally:
+        s.close()
+
+
+def test_one_refused_article_in_a_large_batch_is_dead_lettered_alone(tmp_path):
+    """The fast path writes whole chunks with executemany; a chunk the database refuses is redone
+    article by article, so only the bad item fails."""
+    s = SQLiteStore(tmp_path / "b.sqlite3")
+    try:
+        s.connection.execute("CREATE TRIGGER refuse BEFORE INSERT ON articles WHEN NEW.id = 'id777' "
+                             "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END")
+        batch = [art(i, f"Заголовок номер {i}", days=i % 30) for i in range(1, 1201)]
+        r = s.index(batch + [batch[5]])  # a repeated id goes the careful way
+        assert set(r.failed) == {"id777"} and "refused" in r.failed["id777"]
+        assert len(r.created) == 1199 and s.count() == 1199
+        assert list(r.created) == [a.id for a in batch if a.id != "id777"]  # input order
+        assert {h.id for h in s.search(SearchRequest(query='"номер 778"')).hits} == {"id778"}
+        again = s.index(batch[:10])
+        assert again.unchanged == tuple(a.id for a in batch[:10]) and not again.created
+    finally:
+        s.close()
