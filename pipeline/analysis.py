@@ -72,10 +72,16 @@ def stems(tokens: list[str]) -> list[str]:
 
 # text -> (tokens, stems) of recently analysed texts.  A batch of articles is analysed three times
 # in a row (topic rules, alert rules, the SQLite index), always the same str objects; the later
-# passes then pay one dict lookup (the str caches its hash).  Bounded by entries, cleared when full:
-# a cycle batch (settings.cycle_batch_items, 6 text fields each) fits several times over.
+# passes then pay one dict lookup (the str caches its hash).  ~4.5 KB per text (the token strings):
+# bounded by entries (two cycle batches of 1,000 articles x 6 text fields), cleared when full, and
+# by run_cycle after each batch is stored (forget()).
 _ANALYSED: dict[str, tuple[list[str], list[str]]] = {}
-_ANALYSED_MAX = 24_000
+_ANALYSED_MAX = 12_000
+
+
+def forget() -> None:
+    """Drop the analyses kept for reuse (a batch was stored: nobody will ask for them again)."""
+    _ANALYSED.clear()
 
 
 def analyse(text: str | None) -> tuple[list[str], list[str]]:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Iterable, Sequence
 
+from .analysis import forget as forget_analyses
 from .config import AlertConfig, FeedConfig, TopicConfig, load_alerts, load_feeds, load_topics
 from .errors import FeedError, FeedParseError, TransientFeedError
 from .fetch import FetchResult, fetch_feed, make_client
@@ -422,6 +423,7 @@ def run_cycle(settings: Settings, *, store: Store | None = None, feeds: Sequence
             done = set(result.created) | set(result.updated) | set(result.unchanged)
             enriched_ids.extend(a.id for a in enriched if a.id in done)
             new_by_feed.update(a.feed_id for a in new if a.id in done)
+            forget_analyses()
             if hook:
                 hook("indexed")
 

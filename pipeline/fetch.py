@@ -332,7 +332,7 @@ async def fetch_feed(client: httpx.AsyncClient, feed: FeedConfig, state: FeedSta
 
 
 def make_client(settings: Settings) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=settings.fetch_concurrency * 2,
+    limits = httpx.Limits(max_connections=settings.fetch_concurrency,
                           max_keepalive_connections=settings.fetch_concurrency)
     timeout = httpx.Timeout(settings.fetch_timeout, connect=settings.connect_timeout)
     return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False, trust_env=False)

@@ -180,19 +180,23 @@ class FeedState:
     last_new_items: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        for k, v in d.items():
-            if isinstance(v, datetime):
-                d[k] = to_iso(v)
+        # every field is a scalar: no dataclasses.asdict (it deep-copies; 500 feed states per
+        # cycle made it a visible part of a steady-state cycle)
+        d = {name: getattr(self, name) for name in _FEED_STATE_FIELDS}
+        for k in _FEED_STATE_DATES:
+            d[k] = to_iso(d[k])
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "FeedState":
-        kw = dict(d)
-        for k in ("last_fetch_at", "last_success_at", "last_error_at", "next_fetch_at"):
+        kw = {k: v for k, v in d.items() if k in _FEED_STATE_FIELDS}
+        for k in _FEED_STATE_DATES:
             kw[k] = from_iso(kw.get(k))
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in kw.items() if k in names})
+        return cls(**kw)
 
     def replace(self, **changes: Any) -> "FeedState":
         return dataclasses.replace(self, **changes)
+
+
+_FEED_STATE_FIELDS = tuple(f.name for f in dataclasses.fields(FeedState))
+_FEED_STATE_DATES = ("last_fetch_at", "last_success_at", "last_error_at", "next_fetch_at")

@@ -11,6 +11,8 @@ from pipeline.normalize import (LanguageDetector, article_id, canonical_url, ent
                                 safe_link)
 from pipeline.parse import RawEntry
 
+from .conftest import SHARED_FEEDS
+
 FETCHED = datetime(2026, 11, 24, tzinfo=timezone.utc)
 
 
@@ -86,3 +88,48 @@ def test_localised_month_names(value, expected):
 
     r = parse_localised_rfc822(value)
     assert (tuple(r[:6]) if r else None) == expected
+
+
+# --- language by script (lingua's n-gram models skipped when the letters decide) -------------------
+
+RU_LONG = ("Россия может разместить ракетный комплекс «Орешник» в Белоруссии уже в декабре, заявил "
+           "министр обороны; военные начали подготовку позиций и учения расчётов. Эксперты считают, что "
+           "это ответ на размещение американских ракет в Европе.")
+UK_NO_MARKERS = "Зеленський заявив про мир. " * 8  # Ukrainian without і ї є ґ: lingua must decide
+BE_TEXT = "Лукашэнка сказаў, што Беларусь гатовая размясціць комплекс. " * 3
+
+
+def test_script_shortcut_answers_like_lingua():
+    d = LanguageDetector(["ru", "en", "uk", "be"])
+    codes = d.codes
+    assert d._by_script(RU_LONG, codes, 150) == "ru" and d.detect(RU_LONG, None) == "ru"
+    assert d._by_script("NATO says the missile was deployed in Belarus", codes, 40) == "en"
+    assert d._by_script(UK_NO_MARKERS, codes, 180) is None and d.detect(UK_NO_MARKERS, None) == "uk"
+    assert d._by_script(BE_TEXT, codes, 150) is None and d.detect(BE_TEXT, "ru") == "be"
+    assert d._by_script("Ракета", codes, 6) is None  # short text: lingua and the declaration decide
+    # another Latin-script candidate: the letters no longer decide
+    assert LanguageDetector(["en", "de", "ru"])._by_script("The missile was deployed", ("de", "en", "ru"), 21) is None
+    # another Cyrillic candidate without known marker letters: no shortcut to Russian
+    assert LanguageDetector(["ru", "bg"])._by_script(RU_LONG, ("bg", "ru"), 150) is None
+
+
+@pytest.mark.skipif(not SHARED_FEEDS.is_dir(), reason="needs ../shared/feeds")
+def test_script_shortcut_agrees_with_lingua_on_every_real_item():
+    from pipeline.parse import parse_feed
+
+    d = LanguageDetector(["ru", "en", "uk", "be"])
+    lingua = d._detector(d.codes)
+    applied = 0
+    for path in sorted(SHARED_FEEDS.glob("*.xml")):
+        try:
+            entries = parse_feed(path.read_bytes(), url="https://example.org/feed").entries
+        except Exception:  # noqa: BLE001 - the broken feeds
+            continue
+        for e in entries:
+            text = f"{e.title}. {e.summary}"[:d.MAX_CHARS]
+            got = d._by_script(text, d.codes, sum(ch.isalpha() for ch in text))
+            if got is not None:
+                applied += 1
+                top = lingua.compute_language_confidence_values(text)[0].language.iso_code_639_1.name.lower()
+                assert got == top, (path.name, text)
+    assert applied > 2000
