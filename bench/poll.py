@@ -1,7 +1,9 @@
 """Poll throughput: N generated feeds × M items on a loopback HTTP server with fixed latency.
 
 A server process (asyncio, HTTP/1.1 keep-alive, ETag → 304) serves ``--feeds`` RSS documents of
-``--items`` generated bilingual items each, answering every request after ``--latency`` seconds.
+``--items`` generated bilingual items each, answering every request after ``--latency`` seconds,
+from ``--hosts`` loopback addresses (127.0.0.1 … 127.0.0.N, the feeds spread evenly: outlets, each
+under the per-host limit).
 Each configuration then runs in its own process, on its own empty SQLite store:
 
     cycle 1  everything new: fetch, parse, normalise (language detection), classify (shipped
@@ -19,7 +21,7 @@ Per cycle: wall seconds, items/s, CPU seconds of the whole process tree (the cyc
 parser pool, the fork server), peak RSS of the cycle process and peak summed RSS of the tree
 (sampled every 50 ms).  Prints one JSON object.
 
-Usage: python bench/poll.py [--feeds 500] [--items 50] [--latency 0.1] [--concurrency 64]
+Usage: python bench/poll.py [--feeds 500] [--items 50] [--latency 0.1] [--hosts 50] [--concurrency N]
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from pipeline.settings import Settings  # noqa: E402
 
 CONFIGS = {
     "serial": {"fetch_concurrency": 1, "parse_workers": 1},
@@ -122,11 +126,13 @@ async def serve(args) -> None:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
-    port = server.sockets[0].getsockname()[1]
+    # one listening socket per loopback "outlet" (127.0.0.1 … 127.0.0.H, all on lo), same port
+    first = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+    port = first.sockets[0].getsockname()[1]
+    servers = [first] + [await asyncio.start_server(handle, f"127.0.0.{h}", port, backlog=1024)
+                         for h in range(2, args.hosts + 1)]
     print(json.dumps({"port": port, "bytes": sum(map(len, bodies.values()))}), flush=True)
-    async with server:
-        await server.serve_forever()
+    await asyncio.gather(*(srv.serve_forever() for srv in servers))
 
 
 # --- measuring a process tree ---------------------------------------------------------------------
@@ -238,8 +244,8 @@ def child(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="mediamon-bench-poll-") as tmp:
         settings = Settings(data_dir=Path(tmp), config_dir=ROOT / "config", translation_backend="none",
                             allow_private_networks=True, fetch_timeout=120.0, **overrides)
-        feeds = [FeedConfig(id=f"f{n}", url=f"http://127.0.0.1:{args.port}/f{n}.xml", source=f"Bench {n}",
-                            language="ru" if n % 2 == 0 else "en") for n in range(args.feeds)]
+        feeds = [FeedConfig(id=f"f{n}", url=f"http://127.0.0.{1 + n % args.hosts}:{args.port}/f{n}.xml",
+                            source=f"Bench {n}", language="ru" if n % 2 == 0 else "en") for n in range(args.feeds)]
         topics = load_topics(ROOT / "config")
         store = SQLiteStore(settings.store_path)
         cycles = []
@@ -282,9 +288,11 @@ def main() -> None:
     ap.add_argument("--feeds", type=int, default=500)
     ap.add_argument("--items", type=int, default=50)
     ap.add_argument("--latency", type=float, default=0.1, help="server latency per request, seconds")
-    ap.add_argument("--concurrency", type=int, default=24,
-                    help="fetch concurrency of the concurrent configs (httpcore's pool costs CPU quadratic in "
-                         "open connections: above ~24 on 2 cores fetching itself becomes CPU-bound)")
+    ap.add_argument("--concurrency", type=int, default=Settings().fetch_concurrency,
+                    help="fetch concurrency of the concurrent configs (default: the shipped default)")
+    ap.add_argument("--hosts", type=int, default=50,
+                    help="loopback addresses 127.0.0.1..N the feeds are spread over (outlets; the per-host "
+                         "limit MEDIAMON_FETCH_PER_HOST applies to each)")
     ap.add_argument("--configs", default="concurrent,concurrent_thread,serial")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child", choices=sorted(CONFIGS), help=argparse.SUPPRESS)
@@ -300,13 +308,14 @@ def main() -> None:
     import platform
 
     server = subprocess.Popen([sys.executable, __file__, "--serve", "--feeds", str(args.feeds), "--items",
-                               str(args.items), "--latency", str(args.latency)], stdout=subprocess.PIPE, text=True)
+                               str(args.items), "--latency", str(args.latency), "--hosts", str(args.hosts)],
+                              stdout=subprocess.PIPE, text=True)
     try:
         info = json.loads(server.stdout.readline())
         runs = {}
         for cfg in [c for c in args.configs.split(",") if c]:
             cmd = [sys.executable, __file__, "--child", cfg, "--port", str(info["port"]), "--feeds", str(args.feeds),
-                   "--items", str(args.items), "--concurrency", str(args.concurrency)]
+                   "--items", str(args.items), "--concurrency", str(args.concurrency), "--hosts", str(args.hosts)]
             res = subprocess.run(cmd, check=True, capture_output=True, text=True)
             runs[cfg] = json.loads(res.stdout.strip().splitlines()[-1])
     finally:
@@ -318,7 +327,8 @@ def main() -> None:
 
     print(json.dumps({
         "feeds": args.feeds, "items_per_feed": args.items, "latency_s": args.latency,
-        "concurrency": args.concurrency, "served_mb": round(info["bytes"] / 2**20, 1),
+        "concurrency": args.concurrency, "hosts": args.hosts, "per_host": Settings().fetch_per_host,
+        "served_mb": round(info["bytes"] / 2**20, 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}",
         "first_cycle_s": get("concurrent", 0, "wall_s"),
         "steady_cycle_s": get("concurrent", 1, "wall_s"),

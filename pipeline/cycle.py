@@ -34,7 +34,7 @@ from typing import Callable, Iterable, Sequence
 from .analysis import forget as forget_analyses
 from .config import AlertConfig, FeedConfig, TopicConfig, load_alerts, load_feeds, load_topics
 from .errors import FeedError, FeedParseError, TransientFeedError
-from .fetch import FetchResult, fetch_feed, make_client
+from .fetch import FetchResult, feed_host, fetch_feed, make_client
 from .logs import get_logger, log
 from .models import Article, FeedState, utcnow
 from .normalize import LanguageDetector, normalize_feed
@@ -158,18 +158,25 @@ def parse_and_normalize(feed: FeedConfig, fetch: FetchResult, settings: Settings
 
 async def poll_async(feeds: Sequence[FeedConfig], states: dict[str, FeedState], settings: Settings,
                      on_done: Callable[[PollResult], None] | None = None) -> list[PollResult]:
-    """Fetch with bounded concurrency; parse each body as soon as it arrives: in a thread for
-    small polls, in a process pool sized to the cores once enough bytes came in (parsepool.py)."""
+    """Fetch with bounded concurrency (``fetch_concurrency`` in all, ``fetch_per_host`` per host);
+    parse each body as soon as it arrives: in a thread for small polls, in a process pool sized to
+    the cores once enough bytes came in (parsepool.py)."""
     from .parsepool import Parser
 
     detector = LanguageDetector(settings.languages)
     sem = asyncio.Semaphore(settings.fetch_concurrency)
+    per_host: dict[str, asyncio.Semaphore] = {}
     parser = Parser(settings, detector)
     client = make_client(settings)
 
     async def one(feed: FeedConfig) -> PollResult:
-        async with sem:
-            fetched = await fetch_feed(client, feed, states.get(feed.id), settings)
+        state = states.get(feed.id)
+        host = feed_host(state.url if state is not None and state.url else feed.url)
+        host_sem = per_host.setdefault(host, asyncio.Semaphore(settings.fetch_per_host))
+        # the host's turn first, then a slot of the global pool: a feed waiting on a busy outlet
+        # does not hold a slot other outlets could use
+        async with host_sem, sem:
+            fetched = await fetch_feed(client, feed, state, settings)
         if fetched.content is not None:
             res = await parser.parse(feed, fetched)
         else:

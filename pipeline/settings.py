@@ -61,7 +61,10 @@ class Settings(BaseSettings):
     # fetching
     allow_private_networks: bool = False
     user_agent: str = DEFAULT_USER_AGENT
-    fetch_concurrency: int = Field(default=24, ge=1, le=512)  # 24: measured sweet spot (docs/PERFORMANCE.md)
+    # 32: measured (docs/PERFORMANCE.md); httpx's pool is sized to it, never larger
+    fetch_concurrency: int = Field(default=32, ge=1, le=512, description="requests in flight, all hosts together")
+    fetch_per_host: int = Field(default=4, ge=1, le=64,
+                                description="requests in flight to one host (politeness toward an outlet)")
     fetch_timeout: float = Field(default=30.0, gt=0, description="total deadline per request, seconds")
     connect_timeout: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description="cap on decoded body")

@@ -203,3 +203,60 @@ def test_local_file_feeds_and_conditional_by_mtime(tmp_path):
     assert _fetch(settings, "file://" + str(p)).content == RSS
     missing = _fetch(settings, str(tmp_path / "nope.xml"))
     assert isinstance(missing.error, PermanentFeedError)
+
+
+def test_per_host_limit_and_global_limit(tmp_path):
+    """At most ``fetch_per_host`` requests in flight to one host, ``fetch_concurrency`` in all;
+    a busy host does not hold back the others."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from pipeline.cycle import poll
+
+    lock = threading.Lock()
+    in_flight: dict[str, int] = {}
+    peak: dict[str, int] = {}
+    total = {"now": 0, "peak": 0}
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server API
+            host = self.headers["Host"].split(":")[0]
+            with lock:
+                in_flight[host] = in_flight.get(host, 0) + 1
+                peak[host] = max(peak.get(host, 0), in_flight[host])
+                total["now"] += 1
+                total["peak"] = max(total["peak"], total["now"])
+            time.sleep(0.15)
+            with lock:
+                in_flight[host] -= 1
+                total["now"] -= 1
+            self.send_response(304)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    servers = []
+    for addr in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
+        srv = ThreadingHTTPServer((addr, 0), Slow)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+    try:
+        feeds = [FeedConfig(id=f"a{i}", url=f"http://127.0.0.1:{servers[0].server_port}/a{i}.xml", source="A")
+                 for i in range(8)]
+        feeds += [FeedConfig(id=f"b{i}", url=f"http://127.0.0.2:{servers[1].server_port}/b{i}.xml", source="B")
+                  for i in range(3)]
+        feeds += [FeedConfig(id=f"c{i}", url=f"http://127.0.0.3:{servers[2].server_port}/c{i}.xml", source="C")
+                  for i in range(3)]
+        settings = make_settings(tmp_path, fetch_per_host=2, fetch_concurrency=5)
+        started = time.monotonic()
+        results = poll(feeds, {}, settings)
+        elapsed = time.monotonic() - started
+    finally:
+        for srv in servers:
+            srv.shutdown()
+    assert all(r.fetch.status == 304 for r in results)
+    assert peak == {"127.0.0.1": 2, "127.0.0.2": 2, "127.0.0.3": 2}
+    assert total["peak"] == 5  # the two quiet hosts used the slots the busy one could not
+    assert elapsed < 8 * 0.15  # not one request at a time: the busy host alone takes 4 rounds
