@@ -3,9 +3,9 @@
 PYTHON ?= python
 RESULTS ?= bench/results
 
-.PHONY: bench bench-translate bench-poll bench-classify bench-search test
+.PHONY: bench bench-translate bench-poll bench-stages bench-classify bench-search test
 
-bench: bench-classify bench-search bench-poll bench-translate
+bench: bench-classify bench-stages bench-search bench-poll bench-translate
 	@echo "results in $(RESULTS)/"
 
 $(RESULTS):
@@ -20,8 +20,12 @@ bench-poll: | $(RESULTS)
 bench-classify: | $(RESULTS)
 	$(PYTHON) bench/classify.py | tee $(RESULTS)/classify.json
 
+bench-stages: | $(RESULTS)
+	$(PYTHON) bench/stages.py | tee $(RESULTS)/stages.json
+
 bench-search: | $(RESULTS)
 	$(PYTHON) bench/search.py | tee $(RESULTS)/search.json
+	$(PYTHON) bench/search.py --cold | tee $(RESULTS)/search_cold.json
 
 test:
 	$(PYTHON) -m pytest

@@ -173,12 +173,8 @@ def test_store_failure_leaves_feed_state_and_next_run_stores_everything(tmp_path
     store.close()
 
 
-@pytest.mark.parametrize("stage", ["polled", "deduplicated", "classified"])
-def test_killed_between_parse_and_store_then_every_item_stored_once(tmp_path, feed_server, stage):
-    """A real process is killed (os._exit) after the given stage; the rerun stores each item once."""
-    settings = make_settings(tmp_path)
-    feeds = _serve_fixtures(feed_server)
-    write_feeds_yaml(settings.config_dir, feeds)
+def _run_killed_after(settings, stage: str) -> None:
+    """run_cycle in a real child process that dies (os._exit) the first time ``stage`` ends."""
     script = textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {str(ROOT)!r})
@@ -192,6 +188,15 @@ def test_killed_between_parse_and_store_then_every_item_stored_once(tmp_path, fe
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 137, proc.stderr
+
+
+@pytest.mark.parametrize("stage", ["polled", "deduplicated", "classified"])
+def test_killed_between_parse_and_store_then_every_item_stored_once(tmp_path, feed_server, stage):
+    """A real process is killed (os._exit) after the given stage; the rerun stores each item once."""
+    settings = make_settings(tmp_path)
+    feeds = _serve_fixtures(feed_server)
+    write_feeds_yaml(settings.config_dir, feeds)
+    _run_killed_after(settings, stage)
     store = SQLiteStore(settings.store_path)
     try:
         assert store.count() == 0 and store.get_feed_states() == {}
@@ -270,19 +275,7 @@ def test_killed_after_a_batch_stored_mid_poll_then_every_item_once(tmp_path, fee
     settings = make_settings(tmp_path, cycle_batch_items=5)
     feeds = _serve_fixtures(feed_server) + _shared_subset(feed_server)
     write_feeds_yaml(settings.config_dir, feeds)
-    script = textwrap.dedent(f"""
-        import os, sys
-        sys.path.insert(0, {str(ROOT)!r})
-        from pipeline.settings import Settings
-        from pipeline.cycle import run_cycle
-        s = Settings.model_validate_json({settings.model_dump_json()!r})
-        def hook(name):
-            if name == "indexed":
-                os._exit(137)
-        run_cycle(s, hook=hook)
-    """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 137, proc.stderr
+    _run_killed_after(settings, "indexed")  # the first batch stored mid-poll
     store = SQLiteStore(settings.store_path)
     try:
         partial = store.count()

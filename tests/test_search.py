@@ -137,6 +137,11 @@ def test_store_of_schema_2_is_migrated_to_a_contentless_index(tmp_path):
         assert "content = ''" in sql
         assert s.connection.execute("SELECT count(*) FROM sqlite_master WHERE name='articles_fts_content'"
                                     ).fetchone()[0] == 0
+        # schema 4: the translation-status index holds only rows to translate again, and is used
+        plan = s.connection.execute("EXPLAIN QUERY PLAN SELECT doc FROM articles WHERE translation_status IN"
+                                    " ('unavailable', 'pending') ORDER BY published_at DESC LIMIT 5").fetchall()
+        assert "articles_translation_pending" in str(plan)
+        assert s.articles_pending_translation() == []
         for q, want in (("ракеты", {"id001"}), ("Орешника", {"id002"}), ("missiles", {"id003"}),
                         ("title:ракет*", {"id001"}), ('"упала в поле"', {"id001"})):
             assert {h.id for h in s.search(SearchRequest(query=q)).hits} == want, q

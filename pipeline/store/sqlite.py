@@ -125,6 +125,13 @@ MIGRATIONS: list = [
     """,
     # 2 -> 3: contentless FTS5 table (the token text was stored twice)
     _rebuild_fts_contentless,
+    # 3 -> 4: the translation-status index only holds the rows a later run translates again
+    # (articles_pending_translation); every other insert skips it
+    """
+    DROP INDEX articles_translation;
+    CREATE INDEX articles_translation_pending ON articles(translation_status, published_at)
+        WHERE translation_status IN ('unavailable', 'pending');
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -200,6 +207,10 @@ class SQLiteStore:
             # 64 MiB page cache (default 2 MiB): search and counts over 10^5 articles touch one table
             # page per hit; bench/search.py at 200k articles: worst query p50 93 -> ~40 ms
             self._db.execute("PRAGMA cache_size=-65536")
+            # checkpoint the WAL into the database every ~40 MB instead of every 4 MB: pages that
+            # every batch touches (FTS5 segments, index B-trees) are copied once per checkpoint
+            # (bench: index build ~+5 %); readers are not affected
+            self._db.execute("PRAGMA wal_autocheckpoint=10000")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         except sqlite3.OperationalError as exc:
