@@ -34,7 +34,7 @@ from typing import Callable, Iterable, Sequence
 from .analysis import forget as forget_analyses
 from .config import AlertConfig, FeedConfig, TopicConfig, load_alerts, load_feeds, load_topics
 from .errors import FeedError, FeedParseError, TransientFeedError
-from .fetch import FetchResult, feed_host, fetch_feed, make_client
+from .fetch import FetchResult, feed_host, fetch_feed, make_client, remember_resolutions
 from .logs import get_logger, log
 from .models import Article, FeedState, utcnow
 from .normalize import LanguageDetector, normalize_feed
@@ -163,6 +163,7 @@ async def poll_async(feeds: Sequence[FeedConfig], states: dict[str, FeedState], 
     the cores once enough bytes came in (parsepool.py)."""
     from .parsepool import Parser
 
+    remember_resolutions()  # each outlet's name is resolved (and checked) once per poll
     detector = LanguageDetector(settings.languages)
     sem = asyncio.Semaphore(settings.fetch_concurrency)
     per_host: dict[str, asyncio.Semaphore] = {}

@@ -260,3 +260,32 @@ def test_per_host_limit_and_global_limit(tmp_path):
     assert peak == {"127.0.0.1": 2, "127.0.0.2": 2, "127.0.0.3": 2}
     assert total["peak"] == 5  # the two quiet hosts used the slots the busy one could not
     assert elapsed < 8 * 0.15  # not one request at a time: the busy host alone takes 4 rounds
+
+
+def test_each_host_is_resolved_and_checked_once_per_poll(tmp_path, httpserver, monkeypatch):
+    """Feeds of one outlet share its checked resolution within a poll (the address check still
+    runs: once per host and port); the next poll resolves again."""
+    from pipeline.cycle import poll
+
+    calls: list[tuple[str, int]] = []
+
+    async def counting(host, port, settings):
+        calls.append((host, port))
+        await asyncio.sleep(0.05)  # concurrent fetches of the host wait for the one lookup
+        return None  # treated as public: connect normally (loopback in reality)
+
+    monkeypatch.setattr(fetch_mod, "resolve_checked", counting)
+    httpserver.expect_request("/redirect").respond_with_response(
+        Response(status=302, headers={"Location": f"http://127.0.0.1:{httpserver.port}/f0.xml"}))
+    for i in range(6):
+        httpserver.expect_request(f"/f{i}.xml").respond_with_data(RSS, content_type="application/rss+xml")
+    feeds = [FeedConfig(id=f"f{i}", url=f"http://localhost:{httpserver.port}/f{i}.xml", source="S")
+             for i in range(6)]
+    feeds.append(FeedConfig(id="r", url=f"http://localhost:{httpserver.port}/redirect", source="S"))
+    strict = make_settings(tmp_path, allow_private_networks=False)
+    results = poll(feeds, {}, strict)
+    assert all(r.fetch.status == 200 for r in results), [r.error for r in results]
+    # one lookup for localhost, one for the redirect target's host: every hop is still checked
+    assert sorted(calls) == [("127.0.0.1", httpserver.port), ("localhost", httpserver.port)]
+    poll(feeds[:1], {}, strict)
+    assert len(calls) == 3  # a new poll, a new lookup
