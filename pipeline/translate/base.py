@@ -44,6 +44,25 @@ class Translator(Protocol):
         ...
 
 
+class DecodingSettings:
+    """The limits and decoding settings both backends keep, set once by :meth:`_init_decoding`."""
+
+    def _init_decoding(self, *, model_id: str, cache_id: str, device: str, max_input_tokens: int,
+                       chunk_tokens: int, num_beams: int | None, beams_in_effect: int,
+                       no_repeat_ngram_size: int, length_ratio: float, length_slack: int) -> None:
+        self.model_id = model_id
+        self.device = device
+        self.max_input_tokens = max_input_tokens
+        self.chunk_tokens = max(1, min(chunk_tokens, max_input_tokens))
+        self.num_beams = num_beams
+        self.no_repeat_ngram_size = no_repeat_ngram_size
+        self.length_ratio = length_ratio
+        self.length_slack = length_slack
+        # decoding settings are part of the cache identity: other settings, other output
+        self.cache_id = f"{cache_id}|b{beams_in_effect}|nr{no_repeat_ngram_size}"
+        self.stats = {"batches": 0, "inputs": 0}
+
+
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 from ..errors import ModelUnavailable, TranslationFailed
 from ..logs import get_logger, log
-from .base import DEFAULT_CHUNK_TOKENS
+from .base import DEFAULT_CHUNK_TOKENS, DecodingSettings
 
 logger = get_logger("translate")
 
@@ -68,7 +68,7 @@ def _convert_hint(model: str) -> str:
             f"and set MEDIAMON_TRANSLATION_MODEL=DIR")
 
 
-class CT2Translator:
+class CT2Translator(DecodingSettings):
     """A loaded CTranslate2 Marian model.  Thread-safe (one translate_batch at a time)."""
 
     backend = "ctranslate2"
@@ -81,23 +81,16 @@ class CT2Translator:
         self.translator = translator
         self.source_sp = source_sp
         self.target_sp = target_sp
-        self.model_id = model_id
-        self.device = device
         self.compute_type = compute_type
-        self.max_input_tokens = max_input_tokens
-        self.chunk_tokens = max(1, min(chunk_tokens, max_input_tokens))
-        self.num_beams = num_beams
-        self.no_repeat_ngram_size = no_repeat_ngram_size
-        self.length_ratio = length_ratio
-        self.length_slack = length_slack
         self.max_output_tokens = max_output_tokens or max_input_tokens + 1
         self.decode_overrides = dict(decode_overrides or {})
         # transformers spends the last slot of a length budget on a forced </s> (opus-mt's
         # forced_eos_token_id): give the same number of real tokens
         self.forced_eos = forced_eos
-        # decoding settings are part of the cache identity (as in the transformers backend)
-        self.cache_id = f"{cache_id}|b{num_beams}|nr{no_repeat_ngram_size}"
-        self.stats = {"batches": 0, "inputs": 0}
+        self._init_decoding(model_id=model_id, cache_id=cache_id, device=device, max_input_tokens=max_input_tokens,
+                            chunk_tokens=chunk_tokens, num_beams=num_beams, beams_in_effect=num_beams,
+                            no_repeat_ngram_size=no_repeat_ngram_size, length_ratio=length_ratio,
+                            length_slack=length_slack)
         self._lock = threading.Lock()
 
     # -- loading ------------------------------------------------------------------------------

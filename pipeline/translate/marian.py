@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from ..errors import ModelUnavailable, TranslationFailed
 from ..logs import get_logger, log
-from .base import DEFAULT_CHUNK_TOKENS
+from .base import DEFAULT_CHUNK_TOKENS, DecodingSettings
 
 logger = get_logger("translate")
 
@@ -75,7 +75,7 @@ def _hub_unreachable(timeout: float = 3.0) -> str | None:
     return None
 
 
-class MarianTranslator:
+class MarianTranslator(DecodingSettings):
     """A loaded Marian model.  Thread-safe: one ``generate`` at a time."""
 
     backend = "transformers"
@@ -86,14 +86,6 @@ class MarianTranslator:
                  generate_overrides: dict[str, Any] | None = None):
         self.tokenizer = tokenizer
         self.model = model
-        self.model_id = model_id
-        self.device = device
-        self.max_input_tokens = max_input_tokens
-        self.chunk_tokens = max(1, min(chunk_tokens, max_input_tokens))
-        self.num_beams = num_beams
-        self.no_repeat_ngram_size = no_repeat_ngram_size
-        self.length_ratio = length_ratio
-        self.length_slack = length_slack
         self.generate_overrides = dict(generate_overrides or {})
         self.max_output_tokens = max_input_tokens + 1
         gen = getattr(model, "generation_config", None)
@@ -102,9 +94,10 @@ class MarianTranslator:
             # we always pass max_new_tokens; a max_length in the config only triggers a warning per call
             gen.max_length = None
         beams = num_beams if num_beams is not None else getattr(gen, "num_beams", 1) or 1
-        # decoding settings are part of the cache identity: other settings, other output
-        self.cache_id = f"{cache_id}|b{beams}|nr{no_repeat_ngram_size}"
-        self.stats = {"batches": 0, "inputs": 0}
+        self._init_decoding(model_id=model_id, cache_id=cache_id, device=device, max_input_tokens=max_input_tokens,
+                            chunk_tokens=chunk_tokens, num_beams=num_beams, beams_in_effect=beams,
+                            no_repeat_ngram_size=no_repeat_ngram_size, length_ratio=length_ratio,
+                            length_slack=length_slack)
         self._lock = threading.Lock()
 
     # -- loading ------------------------------------------------------------------------------
