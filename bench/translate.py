@@ -70,12 +70,6 @@ def make_texts(count_tokens, n: int, tokens: int, seed: int) -> list[str]:
 def child(args) -> dict:
     if args.mode in ("ct2", "ct2_raw"):
         return child_ct2(args)
-    from datetime import datetime, timezone
-
-    from pipeline.models import Article
-    from pipeline.settings import Settings
-    from pipeline.store.sqlite import SQLiteStore
-    from pipeline.translate import translate_stage
     from pipeline.translate.marian import MarianTranslator
 
     t0 = time.perf_counter()
@@ -88,19 +82,8 @@ def child(args) -> dict:
     load_s = time.perf_counter() - t0
     n = args.items
     texts = make_texts(tr.count_tokens, n + 2, args.in_tokens, seed=1 if args.mode == "one" else 2)
-    now = datetime.now(timezone.utc)
-    arts = [Article(id=f"b{i}", feed_id="bench", url=None, canonical_url=None, guid=None, source="bench",
-                    feed_language="ru", language="ru", title=t, summary="", published_at=now, fetched_at=now,
-                    content_hash=str(i)) for i, t in enumerate(texts)]
     bs = 1 if args.mode == "one" else args.batch_size
-    settings = Settings(translation_backend="transformers", translation_model=args.model_dir,
-                        translation_batch_size=bs, data_dir=Path(tempfile.gettempdir()))
-    store = SQLiteStore(":memory:")
-    translate_stage(arts[:2], settings=settings, store=store, translator=tr)  # warm-up, not timed
-    t0 = time.perf_counter()
-    out, counts = translate_stage(arts[2:], settings=settings, store=store, translator=tr)
-    secs = time.perf_counter() - t0
-    assert counts.get("translated") == n and all(a.translation.status == "ok" for a in out[:n]), counts
+    out, counts, secs = timed_stage(tr, texts, "transformers", args.model_dir, bs)
     src = tr.count_tokens(texts[2:])
     out_tok = [len(tr.tokenizer(a.title_en, add_special_tokens=False)["input_ids"]) for a in out]
     return {"mode": args.mode, "items": n, "batch_size": bs, "seconds": round(secs, 3),
@@ -109,14 +92,34 @@ def child(args) -> dict:
             "mean_output_pieces": round(sum(out_tok) / len(out_tok), 1)}
 
 
-def child_ct2(args) -> dict:
-    """CTranslate2 int8: through translate_stage (mode ct2) or raw translate_batch (ct2_raw)."""
+def timed_stage(tr, texts: list[str], backend: str, model: str, bs: int):
+    """``translate_stage`` over ``texts`` as Articles with ``tr`` (the first two: an untimed warm-up);
+    (articles, counts, seconds)."""
     from datetime import datetime, timezone
 
     from pipeline.models import Article
     from pipeline.settings import Settings
     from pipeline.store.sqlite import SQLiteStore
     from pipeline.translate import translate_stage
+
+    now = datetime.now(timezone.utc)
+    arts = [Article(id=f"b{i}", feed_id="bench", url=None, canonical_url=None, guid=None, source="bench",
+                    feed_language="ru", language="ru", title=t, summary="", published_at=now, fetched_at=now,
+                    content_hash=str(i)) for i, t in enumerate(texts)]
+    settings = Settings(translation_backend=backend, translation_model=model, translation_batch_size=bs,
+                        data_dir=Path(tempfile.gettempdir()))
+    store = SQLiteStore(":memory:")
+    translate_stage(arts[:2], settings=settings, store=store, translator=tr)  # warm-up, not timed
+    t0 = time.perf_counter()
+    out, counts = translate_stage(arts[2:], settings=settings, store=store, translator=tr)
+    secs = time.perf_counter() - t0
+    n = len(texts) - 2
+    assert counts.get("translated") == n and all(a.translation.status == "ok" for a in out), counts
+    return out, counts, secs
+
+
+def child_ct2(args) -> dict:
+    """CTranslate2 int8: through translate_stage (mode ct2) or raw translate_batch (ct2_raw)."""
     from pipeline.translate.ctranslate2 import CT2Translator
 
     t0 = time.perf_counter()
@@ -128,18 +131,7 @@ def child_ct2(args) -> dict:
     texts = make_texts(tr.count_tokens, n + 2, args.in_tokens, seed=2)  # the batched run's inputs
     bs = args.batch_size
     if args.mode == "ct2":
-        now = datetime.now(timezone.utc)
-        arts = [Article(id=f"b{i}", feed_id="bench", url=None, canonical_url=None, guid=None, source="bench",
-                        feed_language="ru", language="ru", title=t, summary="", published_at=now, fetched_at=now,
-                        content_hash=str(i)) for i, t in enumerate(texts)]
-        settings = Settings(translation_backend="ctranslate2", translation_model=args.ct2_dir,
-                            translation_batch_size=bs, data_dir=Path(tempfile.gettempdir()))
-        store = SQLiteStore(":memory:")
-        translate_stage(arts[:2], settings=settings, store=store, translator=tr)  # warm-up, not timed
-        t0 = time.perf_counter()
-        out, counts = translate_stage(arts[2:], settings=settings, store=store, translator=tr)
-        secs = time.perf_counter() - t0
-        assert counts.get("translated") == n and all(a.translation.status == "ok" for a in out), counts
+        out, counts, secs = timed_stage(tr, texts, "ctranslate2", args.ct2_dir, bs)
         out_tok = [len(tr.tokenize([a.title_en])[0]) for a in out]
         calls = counts.get("translation_batches")
     else:
