@@ -12,11 +12,27 @@ the query compiler agree on what a "term" is:
 
 Raw (folded, unstemmed) tokens are kept too: trailing wildcards (``ракет*``)
 apply to the unstemmed word.
+
+Lemmas (dictionary forms) are a second channel for Cyrillic text, next to the stems: Snowball
+stems Russian proper names inconsistently (``Беларусь`` → ``белар``, ``Беларуси`` → ``беларус``),
+a morphological dictionary does not (both → ``беларусь``).  :func:`lemma` is a pure function of
+one folded token, so a query word and a text word meet whatever the article's language:
+
+* a token with a Ukrainian-only letter (і ї є ґ) goes to pymorphy3's Ukrainian dictionary, any
+  other Cyrillic token to the Russian one; the most probable parse's normal form is the lemma
+  (pymorphy3 guesses a lemma for words it does not know, from their endings);
+* a token without Cyrillic letters has no lemma channel (the English stem serves it).
+
+A text field gets a lemma channel only when it contains a Cyrillic letter
+(:func:`analyse_lemmas`): one lemma per token, aligned with the tokens, Latin tokens and numbers
+kept as they are, so phrases and proximity work on lemmas as on stems.  Lemmas are cached per
+word form; a batch of Russian news meets a few thousand distinct forms.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from functools import lru_cache
 
@@ -29,8 +45,14 @@ _CYRILLIC_RE = re.compile(r"[\u0400-\u04ff]")
 # so that a phrase cannot match across the boundary.
 FIELD_GAP = "zzzmediamongapzzz"
 
+_UK_ONLY_RE = re.compile(r"[іїєґ]")
+
 _ru = Stemmer.Stemmer("russian")
 _en = Stemmer.Stemmer("english")
+
+
+def has_cyrillic(text: str | None) -> bool:
+    return bool(text) and _CYRILLIC_RE.search(text) is not None  # type: ignore[arg-type]
 
 
 def fold(text: str) -> str:
@@ -82,6 +104,7 @@ _ANALYSED_MAX = 12_000
 def forget() -> None:
     """Drop the analyses kept for reuse (a batch was stored: nobody will ask for them again)."""
     _ANALYSED.clear()
+    _LEMMATISED.clear()
 
 
 def analyse(text: str | None) -> tuple[list[str], list[str]]:
@@ -95,6 +118,74 @@ def analyse(text: str | None) -> tuple[list[str], list[str]]:
         if len(_ANALYSED) >= _ANALYSED_MAX:
             _ANALYSED.clear()
         _ANALYSED[text] = hit
+    return hit
+
+
+# --- lemmas ---------------------------------------------------------------------------------------
+
+_MORPH: dict[str, object] = {}
+_morph_lock = threading.Lock()
+
+
+def _morph(lang: str):
+    """The pymorphy3 analyzer for ``ru`` or ``uk``, loaded once per process (~15 MB, 0.1 s)."""
+    m = _MORPH.get(lang)
+    if m is None:
+        with _morph_lock:
+            m = _MORPH.get(lang)
+            if m is None:
+                import pymorphy3
+
+                m = _MORPH[lang] = pymorphy3.MorphAnalyzer(lang=lang)
+    return m
+
+
+# folded token -> lemma; a plain dict (the hot path is a lookup), cleared when it outgrows the bound
+_LEMMAS: dict[str, str] = {}
+_LEMMAS_MAX = 300_000
+
+
+def lemma(token: str) -> str:
+    """Dictionary form of one folded token (lowercase, ё→е); the token itself when it has no
+    Cyrillic letter."""
+    out = _LEMMAS.get(token)
+    if out is None:
+        if _CYRILLIC_RE.search(token) is None:
+            return token
+        morph = _morph("uk" if _UK_ONLY_RE.search(token) else "ru")
+        parses = morph.parse(token)  # type: ignore[attr-defined]
+        out = fold(parses[0].normal_form) if parses else token
+        if len(_LEMMAS) >= _LEMMAS_MAX:
+            _LEMMAS.clear()
+        _LEMMAS[token] = out
+    return out
+
+
+def lemmas(tokens: list[str] | tuple[str, ...]) -> list[str]:
+    get = _LEMMAS.get
+    out = list(map(get, tokens))
+    if None in out:
+        for i, v in enumerate(out):
+            if v is None:
+                out[i] = lemma(tokens[i])
+    return out  # type: ignore[return-value]
+
+
+# text -> its lemma channel, reused like _ANALYSED (emptied by forget())
+_LEMMATISED: dict[str, list[str]] = {}
+
+
+def analyse_lemmas(text: str | None) -> list[str]:
+    """The lemma channel of ``text``: one lemma per token of :func:`analyse`, or ``[]`` when the
+    text has no Cyrillic letter (then the stems are its only channel).  Shared: do not modify."""
+    if not text:
+        return []
+    hit = _LEMMATISED.get(text)
+    if hit is None:
+        hit = lemmas(analyse(text)[0]) if _CYRILLIC_RE.search(text) else []
+        if len(_LEMMATISED) >= _ANALYSED_MAX:
+            _LEMMATISED.clear()
+        _LEMMATISED[text] = hit
     return hit
 
 

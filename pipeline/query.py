@@ -67,7 +67,8 @@ from luqum import tree as lt
 from luqum.exceptions import ParseError
 from luqum.parser import parser as _luqum_parser
 
-from .analysis import analyse, fold, stem, token_spans, tokenize
+from .aliases import NO_ALIASES, AliasGroup, Aliases
+from .analysis import analyse, analyse_lemmas, fold, lemma, stem, token_spans, tokenize
 from .errors import MediamonError
 from .models import Article
 
@@ -91,6 +92,9 @@ _FTS_COLUMNS: dict[str, tuple[str, ...]] = {
     "summary": ("summary",),
     "content": ("content",),
 }
+# Elasticsearch: the lemma channel of each text field (filled by the pipeline, see
+# pipeline.store.elasticsearch.lemma_fields); one object field ``lemmas`` with a subfield per field
+LEMMA_FIELD = "lemmas"
 _KEYWORD_FIELDS = ("source", "language", "topic")
 FIELDS = ("title", "summary", "content") + _KEYWORD_FIELDS
 
@@ -127,6 +131,9 @@ class TextLeaf:
     slop: int = 0  # for "near": max number of other words between first and last
     text: str = ""  # as typed
     pos: int = 0
+    # the lemma channel (pipeline.analysis.lemma per token) when a token has Cyrillic letters:
+    # the leaf then also matches text whose lemmas are these; () = stems only
+    lemmas: tuple[str, ...] = ()
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -160,6 +167,7 @@ class OrNode:
     children: tuple["Node", ...]
     text: str = ""
     pos: int = 0
+    alias: str = ""  # the alias group id when this OR is the expansion of one query word
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,9 +238,62 @@ def _wildcard_positions(value: str) -> list[tuple[int, str]]:
     return out
 
 
+def _make_leaf(kind: str, scope: str, tokens: tuple[str, ...], *, text: str, pos: int, slop: int = 0) -> TextLeaf:
+    stems_ = tuple(stem(t) for t in tokens)
+    lemmas_: tuple[str, ...] = ()
+    if kind != "prefix" and any(_CYRILLIC_RE.search(t) for t in tokens):
+        lemmas_ = tuple(lemma(t) for t in tokens)
+    return TextLeaf(kind, scope, tokens, stems_, slop=slop, text=text, pos=pos, lemmas=lemmas_)
+
+
+def _strip_noalias(text: str) -> tuple[str, frozenset[int]]:
+    """Replace each ``=`` that turns alias expansion off (at the start of a word or a phrase,
+    outside quotes: ``=Беларусь``, ``title:="Республика Беларусь"``) by a space, so positions stay
+    valid; return the positions of the words it marked."""
+    marks: list[int] = []
+    out = list(text)
+    in_quote = False
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == '"':
+            in_quote = not in_quote
+        elif (c == "=" and not in_quote and (i == 0 or text[i - 1] in " \t\r\n(:+-")
+              and i + 1 < len(text) and (text[i + 1] == '"' or text[i + 1].isalnum())):
+            out[i] = " "
+            marks.append(i + 1)
+        i += 1
+    return "".join(out), frozenset(marks)
+
+
 class _Converter:
-    def __init__(self, text: str):
+    def __init__(self, text: str, aliases: Aliases = NO_ALIASES, no_alias: frozenset[int] = frozenset()):
         self.text = text
+        self.aliases = aliases
+        self.no_alias = no_alias
+
+    def expand(self, leaf: TextLeaf) -> Node:
+        """The alias expansion of a term or phrase: an OR of every name of its group."""
+        if not self.aliases or leaf.pos in self.no_alias:
+            return leaf
+        group = self.aliases.group_for(leaf.tokens)
+        if group is None:
+            return leaf
+        children: list[Node] = [leaf]
+        seen = {(leaf.stems, leaf.lemmas)}
+        for name in group.names:
+            tokens = tuple(tokenize(name))
+            alt = _make_leaf("term" if len(tokens) == 1 else "phrase", leaf.scope, tokens,
+                             text=name if len(tokens) == 1 else f'"{name}"', pos=leaf.pos)
+            if (alt.stems, alt.lemmas) not in seen:
+                seen.add((alt.stems, alt.lemmas))
+                children.append(alt)
+        if len(children) == 1:
+            return leaf
+        return OrNode(tuple(children), text=leaf.text, pos=leaf.pos, alias=group.id)
 
     def err(self, message: str, pos: int | None, hint: str) -> QuerySyntaxError:
         return QuerySyntaxError(message, pos or 0, hint, self.text)
@@ -283,7 +344,7 @@ class _Converter:
                                'write the other words as a separate term or phrase, e.g. "С 400" AND ракет*')
             return TextLeaf("prefix", scope, tokens, tokens, text=item.value, pos=pos)
         kind = "term" if len(tokens) == 1 else "phrase"
-        return TextLeaf(kind, scope, tokens, tuple(stem(t) for t in tokens), text=item.value, pos=pos)
+        return self.expand(_make_leaf(kind, scope, tokens, text=item.value, pos=pos))
 
     def phrase(self, item: lt.Phrase, scope: str, slop: int | None = None) -> Node:
         pos = item.pos or 0
@@ -303,16 +364,15 @@ class _Converter:
         tokens = tuple(tokenize(inner))
         if not tokens:
             raise self.err("empty phrase", pos, "put at least one word between the quotes")
-        stems_ = tuple(stem(t) for t in tokens)
         if len(tokens) == 1:
-            return TextLeaf("term", scope, tokens, stems_, text=item.value, pos=pos)
+            return self.expand(_make_leaf("term", scope, tokens, text=item.value, pos=pos))
         if slop is not None:
-            if len(set(stems_)) != len(stems_):
+            leaf = _make_leaf("near", scope, tokens, slop=slop, text=f"{item.value}~{slop}", pos=pos)
+            if len(set(leaf.stems)) != len(leaf.stems) or len(set(leaf.lemmas)) != len(leaf.lemmas):
                 raise self.err("a word is repeated in a proximity search", pos,
                                "list each word once, or use an exact phrase without '~'")
-            return TextLeaf("near", scope, tokens, stems_, slop=slop,
-                            text=f"{item.value}~{slop}", pos=pos)
-        return TextLeaf("phrase", scope, tokens, stems_, text=item.value, pos=pos)
+            return leaf
+        return self.expand(_make_leaf("phrase", scope, tokens, text=item.value, pos=pos))
 
     # -- structure --------------------------------------------------------------------------------
     def convert(self, item: lt.Item, scope: str = "all") -> Node:
@@ -401,26 +461,29 @@ class _Converter:
         return AndNode(tuple(parts), text=text, pos=pos)
 
 
-def _parse_uncached(text: str) -> "Query":
+def _parse_uncached(text: str, aliases: Aliases = NO_ALIASES) -> "Query":
     if not isinstance(text, str):
         raise TypeError("query must be a string")
     if not text.strip():
         raise QuerySyntaxError("empty query", 0, "type at least one word", text)
+    plain, no_alias = _strip_noalias(text)
     try:
         with _parse_lock:
-            luq = _luqum_parser.parse(text)
+            luq = _luqum_parser.parse(plain)
     except ParseError as exc:
         raise _syntax_error_from_luqum(text, exc) from exc
     except Exception as exc:  # noqa: BLE001 - luqum raises odd things on odd input; never a traceback
         raise QuerySyntaxError("cannot parse query", 0, str(exc) or type(exc).__name__, text) from exc
-    root = _Converter(text).convert(luq)
+    root = _Converter(text, aliases, no_alias).convert(luq)
     return Query(text, root)
 
 
 @lru_cache(maxsize=4096)
-def parse_query(text: str) -> "Query":
-    """Parse a query (cached).  Raises :class:`QuerySyntaxError` with position and hint."""
-    return _parse_uncached(text)
+def parse_query(text: str, aliases: Aliases | None = None) -> "Query":
+    """Parse a query (cached per text and alias table).  ``aliases`` expands the words that are
+    names of an alias group (``config/aliases.yaml``); None expands nothing.  Raises
+    :class:`QuerySyntaxError` with position and hint."""
+    return _parse_uncached(text, aliases or NO_ALIASES)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -428,14 +491,38 @@ def parse_query(text: str) -> "Query":
 # --------------------------------------------------------------------------------------------------
 
 class _FieldData:
-    __slots__ = ("text", "tokens", "stems", "_positions", "_raw_positions", "_spans")
+    __slots__ = ("text", "tokens", "stems", "_lemmas", "_positions", "_lemma_positions", "_raw_positions",
+                 "_spans")
 
     def __init__(self, text: str):
         self.text = text
         self.tokens, self.stems = analyse(text)
+        self._lemmas: list[str] | None = None
         self._positions: dict[str, list[int]] | None = None
+        self._lemma_positions: dict[str, list[int]] | None = None
         self._raw_positions: dict[str, list[int]] | None = None
         self._spans: list[tuple[int, int]] | None = None
+
+    @property
+    def lemmas(self) -> list[str]:
+        """The lemma channel (empty when the text has no Cyrillic letter)."""
+        if self._lemmas is None:
+            self._lemmas = analyse_lemmas(self.text)
+        return self._lemmas
+
+    def channel(self, lemma_channel: bool) -> list[str]:
+        return self.lemmas if lemma_channel else self.stems
+
+    def lemma_positions(self) -> dict[str, list[int]]:
+        if self._lemma_positions is None:
+            p: dict[str, list[int]] = {}
+            for i, s in enumerate(self.lemmas):
+                p.setdefault(s, []).append(i)
+            self._lemma_positions = p
+        return self._lemma_positions
+
+    def channel_positions(self, lemma_channel: bool) -> dict[str, list[int]]:
+        return self.lemma_positions() if lemma_channel else self.positions()
 
     def raw_positions(self) -> dict[str, list[int]]:
         if self._raw_positions is None:
@@ -467,7 +554,7 @@ class _FieldData:
 class AnalyzedArticle:
     """An Article analysed once (token and stem sets per field) for evaluating many queries."""
 
-    __slots__ = ("article", "fields", "_stemsets", "_rawsets", "_rawsorted",
+    __slots__ = ("article", "fields", "_stemsets", "_lemmasets", "_keysets", "_rawsets", "_rawsorted",
                  "source_keys", "language", "topics")
 
     def __init__(self, article: Article):
@@ -479,6 +566,8 @@ class AnalyzedArticle:
                 text = ""  # an English original: the English field repeats it
             self.fields[f] = _FieldData(text)
         self._stemsets: dict[str, frozenset[str]] = {}
+        self._lemmasets: dict[str, frozenset[str]] = {}
+        self._keysets: dict[str, frozenset[str]] = {}
         self._rawsets: dict[str, frozenset[str]] = {}
         self._rawsorted: dict[str, list[str]] = {}
         self.source_keys = frozenset({fold(article.source or ""), fold(article.feed_id or "")})
@@ -490,6 +579,22 @@ class AnalyzedArticle:
         if s is None:
             s = frozenset().union(*(self.fields[f].stems for f in _TEXT_SCOPES[scope]))
             self._stemsets[scope] = s
+        return s
+
+    def lemmaset(self, scope: str) -> frozenset[str]:
+        s = self._lemmasets.get(scope)
+        if s is None:
+            s = frozenset().union(*(self.fields[f].lemmas for f in _TEXT_SCOPES[scope]))
+            self._lemmasets[scope] = s
+        return s
+
+    def keyset(self, scope: str) -> frozenset[str]:
+        """Stems and lemmas together (a necessary-condition prefilter; the channels are told apart
+        by the matchers)."""
+        s = self._keysets.get(scope)
+        if s is None:
+            s = self.stemset(scope) | self.lemmaset(scope)
+            self._keysets[scope] = s
         return s
 
     def rawset(self, scope: str) -> frozenset[str]:
@@ -539,10 +644,11 @@ def _phrase_in(seq: list[str], stems_: tuple[str, ...]) -> list[int]:
     return out
 
 
-def _near_windows(fd: _FieldData, stems_: tuple[str, ...], slop: int) -> list[tuple[int, int]]:
-    """(first, last) token windows containing every stem with at most ``slop`` other tokens between
-    the first and the last (FTS5 NEAR semantics)."""
-    pos = fd.positions()
+def _near_windows(fd: _FieldData, stems_: tuple[str, ...], slop: int,
+                  lemma_channel: bool = False) -> list[tuple[int, int]]:
+    """(first, last) token windows containing every stem (or lemma) with at most ``slop`` other
+    tokens between the first and the last (FTS5 NEAR semantics)."""
+    pos = fd.channel_positions(lemma_channel)
     lists = []
     for s in stems_:
         p = pos.get(s)
@@ -572,21 +678,46 @@ def _near_windows(fd: _FieldData, stems_: tuple[str, ...], slop: int) -> list[tu
     return out
 
 
-def _leaf_text_match(leaf: TextLeaf, doc: AnalyzedArticle) -> bool:
-    if leaf.kind == "term":
-        return leaf.stems[0] in doc.stemset(leaf.scope)
-    if leaf.kind == "prefix":
-        return doc.has_prefix(leaf.scope, leaf.tokens[0])
-    if not doc.stemset(leaf.scope).issuperset(leaf.stems):
+def _channels(leaf: TextLeaf) -> tuple[tuple[bool, tuple[str, ...]], ...]:
+    """(lemma channel?, the leaf's words in it) for each channel the leaf is matched in."""
+    if leaf.lemmas:
+        return ((False, leaf.stems), (True, leaf.lemmas))
+    return ((False, leaf.stems),)
+
+
+def _seq_match(leaf: TextLeaf, doc: AnalyzedArticle, lemma_channel: bool, words: tuple[str, ...]) -> bool:
+    """A phrase or proximity leaf in one channel: every word in the scope, then in one field."""
+    have = doc.lemmaset(leaf.scope) if lemma_channel else doc.stemset(leaf.scope)
+    if not have.issuperset(words):
         return False
     for f in leaf.fields:
         fd = doc.fields[f]
         if leaf.kind == "phrase":
-            if _phrase_in(fd.stems, leaf.stems):
+            if _phrase_in(fd.channel(lemma_channel), words):
                 return True
-        elif _near_windows(fd, leaf.stems, leaf.slop):
+        elif _near_windows(fd, words, leaf.slop, lemma_channel):
             return True
     return False
+
+
+def _leaf_channel_match(leaf: TextLeaf, doc: AnalyzedArticle) -> str | None:
+    """Which channel made a text leaf match ("stem", "lemma", "prefix"), or None."""
+    if leaf.kind == "term":
+        if leaf.stems[0] in doc.stemset(leaf.scope):
+            return "stem"
+        if leaf.lemmas and leaf.lemmas[0] in doc.lemmaset(leaf.scope):
+            return "lemma"
+        return None
+    if leaf.kind == "prefix":
+        return "prefix" if doc.has_prefix(leaf.scope, leaf.tokens[0]) else None
+    for lemma_channel, words in _channels(leaf):
+        if _seq_match(leaf, doc, lemma_channel, words):
+            return "lemma" if lemma_channel else "stem"
+    return None
+
+
+def _leaf_text_match(leaf: TextLeaf, doc: AnalyzedArticle) -> bool:
+    return _leaf_channel_match(leaf, doc) is not None
 
 
 def _keyword_match(leaf: KeywordLeaf, doc: AnalyzedArticle) -> bool:
@@ -625,6 +756,9 @@ def _compile(node: Node) -> Matcher:
     if isinstance(node, TextLeaf):
         if node.kind == "term":
             s, scope = node.stems[0], node.scope
+            if node.lemmas:
+                lm = node.lemmas[0]
+                return lambda d: s in d.stemset(scope) or lm in d.lemmaset(scope)
             return lambda d: s in d.stemset(scope)
         if node.kind == "prefix":
             p, scope = node.tokens[0], node.scope
@@ -639,11 +773,14 @@ def _compile(node: Node) -> Matcher:
         return lambda d: not inner(d)
     if isinstance(node, OrNode):
         terms: dict[str, set[str]] = {}
+        lemma_terms: dict[str, set[str]] = {}
         prefixes: dict[str, set[str]] = {}
         rest: list[Matcher] = []
         for c in node.children:
             if isinstance(c, TextLeaf) and c.kind == "term":
                 terms.setdefault(c.scope, set()).add(c.stems[0])
+                if c.lemmas:
+                    lemma_terms.setdefault(c.scope, set()).add(c.lemmas[0])
             elif isinstance(c, TextLeaf) and c.kind == "prefix":
                 prefixes.setdefault(c.scope, set()).add(c.tokens[0])
             else:
@@ -652,6 +789,9 @@ def _compile(node: Node) -> Matcher:
         for scope, ss in terms.items():
             fs = frozenset(ss)
             checks.append(lambda d, fs=fs, scope=scope: not fs.isdisjoint(d.stemset(scope)))
+        for scope, ls in lemma_terms.items():
+            fl = frozenset(ls)
+            checks.append(lambda d, fl=fl, scope=scope: not fl.isdisjoint(d.lemmaset(scope)))
         for scope, ps in prefixes.items():
             fp = tuple(sorted(ps))
             checks.append(lambda d, fp=fp, scope=scope: d.has_any_prefix(scope, fp))
@@ -673,7 +813,7 @@ def _compile(node: Node) -> Matcher:
         terms = {}
         rest = []
         for c in node.children:
-            if isinstance(c, TextLeaf) and c.kind == "term":
+            if isinstance(c, TextLeaf) and c.kind == "term" and not c.lemmas:
                 terms.setdefault(c.scope, set()).add(c.stems[0])
             else:
                 rest.append(_compile(c))
@@ -707,6 +847,8 @@ def _triggers(node: Node) -> list[_Group] | None:
     if isinstance(node, TextLeaf):
         if node.kind == "prefix":
             return [(frozenset(), frozenset(node.tokens))]
+        if node.lemmas:  # each word: its stem or its lemma (the prefilter looks at both channels)
+            return [(frozenset({s, lm}), frozenset()) for s, lm in dict.fromkeys(zip(node.stems, node.lemmas))]
         return [(frozenset({s}), frozenset()) for s in dict.fromkeys(node.stems)]
     if isinstance(node, AndNode):
         groups: list[_Group] = []
@@ -728,14 +870,25 @@ def _triggers(node: Node) -> list[_Group] | None:
     return None  # NOT, keyword fields and * can match without any word
 
 
+def _has_lemmas(node: Node) -> bool:
+    if isinstance(node, TextLeaf):
+        return bool(node.lemmas)
+    if isinstance(node, NotNode):
+        return _has_lemmas(node.child)
+    if isinstance(node, (AndNode, OrNode)):
+        return any(_has_lemmas(c) for c in node.children)
+    return False
+
+
 def _with_prefilter(node: Node, matcher: Matcher) -> Matcher:
     groups = _triggers(node)
     if not groups:
         return matcher
     groups = sorted(groups, key=lambda g: len(g[0]) + len(g[1]))[:4]
+    keys = AnalyzedArticle.keyset if _has_lemmas(node) else AnalyzedArticle.stemset
 
     def prefiltered(d: AnalyzedArticle) -> bool:
-        stems_ = d.stemset("all")
+        stems_ = keys(d, "all")
         for st, px in groups:
             if st.isdisjoint(stems_) and (not px or not d.has_any_prefix("all", px)):
                 return False
@@ -751,14 +904,19 @@ class Explanation:
 
     clause: str
     matched: bool
-    kind: str  # and | or | not | term | phrase | prefix | near | keyword | all
+    kind: str  # and | or | alias | not | term | phrase | prefix | near | keyword | all
     terms: list[str] = field(default_factory=list)  # surface forms found in the text
     where: list[str] = field(default_factory=list)  # fields the terms were found in
     children: list["Explanation"] = field(default_factory=list)
+    # how a word leaf is looked up: "stem белар", "lemma беларусь" (a term), or for kind "alias"
+    # the group: "alias belarus: Беларусь | Белоруссия | Belarus"
+    via: list[str] = field(default_factory=list)
+    matched_by: str = ""  # for a matched word leaf: "stem" | "lemma" | "prefix"
 
     def to_dict(self) -> dict[str, Any]:
         return {"clause": self.clause, "matched": self.matched, "kind": self.kind, "terms": self.terms,
-                "where": self.where, "children": [c.to_dict() for c in self.children]}
+                "where": self.where, "via": self.via, "matched_by": self.matched_by,
+                "children": [c.to_dict() for c in self.children]}
 
 
 def _surface(leaf: TextLeaf, doc: AnalyzedArticle) -> tuple[list[str], list[str]]:
@@ -770,21 +928,26 @@ def _surface(leaf: TextLeaf, doc: AnalyzedArticle) -> tuple[list[str], list[str]
         if not fd.tokens:
             continue
         found: list[str] = []
-        if leaf.kind == "term":
-            found = [fd.cut(i, i) for i in fd.positions().get(leaf.stems[0], ())]
-        elif leaf.kind == "prefix":
+        if leaf.kind == "prefix":
             p = leaf.tokens[0]
             for t, idx in fd.raw_positions().items():
                 if t.startswith(p):
                     found.extend(fd.cut(i, i) for i in idx)
-        elif leaf.kind == "phrase":
-            n = len(leaf.stems)
-            for i in fd.positions().get(leaf.stems[0], ()):
-                if tuple(fd.stems[i:i + n]) == leaf.stems:
-                    found.append(fd.cut(i, i + n - 1))
-        else:
-            for lo, hi in _near_windows(fd, leaf.stems, leaf.slop):
-                found.extend(fd.cut(i, i) for i in range(lo, hi + 1) if fd.stems[i] in leaf.stems)
+        for lemma_channel, words in (() if leaf.kind == "prefix" else _channels(leaf)):
+            if lemma_channel and not fd.lemmas:
+                continue
+            seq = fd.channel(lemma_channel)
+            positions = fd.channel_positions(lemma_channel)
+            if leaf.kind == "term":
+                found.extend(fd.cut(i, i) for i in positions.get(words[0], ()))
+            elif leaf.kind == "phrase":
+                n = len(words)
+                for i in positions.get(words[0], ()):
+                    if tuple(seq[i:i + n]) == words:
+                        found.append(fd.cut(i, i + n - 1))
+            else:
+                for lo, hi in _near_windows(fd, words, leaf.slop, lemma_channel):
+                    found.extend(fd.cut(i, i) for i in range(lo, hi + 1) if seq[i] in words)
         if found:
             where.append(f)
             terms.extend(found)
@@ -811,11 +974,21 @@ def _leaf_label(leaf: Node) -> str:
     return getattr(leaf, "text", "") or "*"
 
 
+def _leaf_via(leaf: TextLeaf) -> list[str]:
+    if leaf.kind == "prefix":
+        return [f"prefix {leaf.tokens[0]}"]
+    via = ["stem " + " ".join(leaf.stems)]
+    if leaf.lemmas:
+        via.append("lemma " + " ".join(leaf.lemmas))
+    return via
+
+
 def _explain(node: Node, doc: AnalyzedArticle) -> Explanation:
     if isinstance(node, TextLeaf):
-        ok = _leaf_text_match(node, doc)
-        terms, where = _surface(node, doc) if ok else ([], [])
-        return Explanation(_leaf_label(node), ok, node.kind, terms, where)
+        how = _leaf_channel_match(node, doc)
+        terms, where = _surface(node, doc) if how else ([], [])
+        return Explanation(_leaf_label(node), how is not None, node.kind, terms, where, via=_leaf_via(node),
+                           matched_by=how or "")
     if isinstance(node, KeywordLeaf):
         return Explanation(_leaf_label(node), _keyword_match(node, doc), "keyword")
     if isinstance(node, AllNode):
@@ -824,6 +997,14 @@ def _explain(node: Node, doc: AnalyzedArticle) -> Explanation:
         inner = _explain(node.child, doc)
         return Explanation("NOT " + inner.clause, not inner.matched, "not", children=[inner])
     kids = [_explain(c, doc) for c in node.children]
+    if isinstance(node, OrNode) and node.alias:
+        ok = any(k.matched for k in kids)
+        names = " | ".join(k.clause for k in kids)
+        prefix = node.children[0].scope if isinstance(node.children[0], TextLeaf) else "all"
+        label = (f"{prefix}:" if prefix != "all" else "") + node.text
+        return Explanation(label, ok, "alias", _dedupe(t for k in kids for t in k.terms),
+                           list(dict.fromkeys(w for k in kids for w in k.where)), kids,
+                           via=[f"alias {node.alias}: {names}"])
     if isinstance(node, AndNode):
         ok = all(k.matched for k in kids)
         label = " AND ".join(k.clause if k.kind not in ("and", "or") else f"({k.clause})" for k in kids)
@@ -852,7 +1033,7 @@ def _matched_leaves(node: Node, doc: AnalyzedArticle, out: list[TextLeaf]) -> bo
     ok = False
     for c in node.children:
         if isinstance(c, TextLeaf) and c.kind == "term":  # the common case, inlined
-            if c.stems[0] in doc.stemset(c.scope):
+            if c.stems[0] in doc.stemset(c.scope) or (c.lemmas and c.lemmas[0] in doc.lemmaset(c.scope)):
                 out.append(c)
                 ok = True
         elif _matched_leaves(c, doc, out):
@@ -907,20 +1088,28 @@ def _fts_quote(s: str) -> str:
     return '"' + s.replace('"', '""') + '"'
 
 
-def _fts_leaf(leaf: TextLeaf) -> str:
-    cols = _FTS_COLUMNS[leaf.scope]
-    if leaf.kind == "prefix":
-        cols = tuple(c + "_raw" for c in cols)
-    colspec = "{" + " ".join(cols) + "}"
+def _fts_channel(leaf: TextLeaf, suffix: str, words: tuple[str, ...]) -> str:
+    colspec = "{" + " ".join(c + suffix for c in _FTS_COLUMNS[leaf.scope]) + "}"
     if leaf.kind == "term":
-        body = _fts_quote(leaf.stems[0])
+        body = _fts_quote(words[0])
     elif leaf.kind == "prefix":
-        body = _fts_quote(leaf.tokens[0]) + " *"
+        body = _fts_quote(words[0]) + " *"
     elif leaf.kind == "phrase":
-        body = _fts_quote(" ".join(leaf.stems))
+        body = _fts_quote(" ".join(words))
     else:
-        body = "NEAR(" + " ".join(_fts_quote(s) for s in leaf.stems) + f", {leaf.slop})"
+        body = "NEAR(" + " ".join(_fts_quote(s) for s in words) + f", {leaf.slop})"
     return f"{colspec} : {body}"
+
+
+def _fts_leaf(leaf: TextLeaf) -> str:
+    """FTS5 columns: stems in title/summary/content, lemmas in *_lem, distinct raw tokens in *_raw
+    (pipeline.store.sqlite._fts_values)."""
+    if leaf.kind == "prefix":
+        return _fts_channel(leaf, "_raw", leaf.tokens)
+    stem_part = _fts_channel(leaf, "", leaf.stems)
+    if not leaf.lemmas:
+        return stem_part
+    return f"({stem_part}) OR ({_fts_channel(leaf, '_lem', leaf.lemmas)})"
 
 
 _FTS_IN = "a.rowid IN (SELECT rowid FROM articles_fts WHERE articles_fts MATCH ?)"

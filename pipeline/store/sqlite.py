@@ -27,26 +27,30 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..analysis import FIELD_GAP, analyse
+from ..analysis import FIELD_GAP, analyse, analyse_lemmas
 from ..errors import StoreError, StoreUnavailable
 from ..models import Article, FeedState, to_iso
 from .base import AlertEntry, IndexResult, SearchRequest, SearchResult, Stats, TranslationKey
 
-FTS_COLUMNS = ("title", "summary", "content", "title_raw", "summary_raw", "content_raw")
+FTS_COLUMNS = ("title", "summary", "content", "title_raw", "summary_raw", "content_raw",
+               "title_lem", "summary_lem", "content_lem")
+_FTS_PLACEHOLDERS = ",".join("?" * (len(FTS_COLUMNS) + 1))
 
-def _rebuild_fts_contentless(db: sqlite3.Connection) -> None:
-    """2 -> 3: the FTS5 table becomes contentless; its rows are rebuilt from the stored documents."""
+
+def _rebuild_fts(db: sqlite3.Connection) -> None:
+    """The FTS5 table is rebuilt from the stored documents (2 -> 3: contentless; 4 -> 5: lemma
+    columns).  A change to the analysis (pipeline/analysis.py) must add a migration that calls this."""
     db.execute("DROP TABLE articles_fts")
     db.execute(_FTS_TABLE_SQL)
     cur = db.execute("SELECT rowid, doc FROM articles")
     while rows := cur.fetchmany(1000):
-        db.executemany(f"INSERT INTO articles_fts (rowid, {', '.join(FTS_COLUMNS)}) VALUES (?,?,?,?,?,?,?)",
+        db.executemany(f"INSERT INTO articles_fts (rowid, {', '.join(FTS_COLUMNS)}) VALUES ({_FTS_PLACEHOLDERS})",
                        [(rowid, *_fts_values(Article.from_dict(json.loads(doc)))) for rowid, doc in rows])
 
 
-_FTS_TABLE_SQL = """
+_FTS_TABLE_SQL = f"""
     CREATE VIRTUAL TABLE articles_fts USING fts5(
-        title, summary, content, title_raw, summary_raw, content_raw,
+        {', '.join(FTS_COLUMNS)},
         content = '', tokenize = "unicode61 remove_diacritics 0"
     )"""
 
@@ -124,7 +128,7 @@ MIGRATIONS: list = [
     CREATE INDEX alert_emails_time ON alert_emails(rule_id, sent_at);
     """,
     # 2 -> 3: contentless FTS5 table (the token text was stored twice)
-    _rebuild_fts_contentless,
+    _rebuild_fts,
     # 3 -> 4: the translation-status index only holds the rows a later run translates again
     # (articles_pending_translation); every other insert skips it
     """
@@ -132,26 +136,32 @@ MIGRATIONS: list = [
     CREATE INDEX articles_translation_pending ON articles(translation_status, published_at)
         WHERE translation_status IN ('unavailable', 'pending');
     """,
+    # 4 -> 5: lemma columns (title_lem, summary_lem, content_lem: pipeline.analysis.analyse_lemmas)
+    _rebuild_fts,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def _fts_values(a: Article) -> tuple[str, ...]:
-    def pair(orig: str | None, en: str | None) -> tuple[str, str]:
+    def pair(orig: str | None, en: str | None) -> tuple[str, str, str]:
         raw, stemmed = analyse(orig)
+        lem = analyse_lemmas(orig)
         if en and en != orig:
             raw_en, stemmed_en = analyse(en)
+            lem_en = analyse_lemmas(en)
             raw = raw + [FIELD_GAP] + raw_en
             stemmed = stemmed + [FIELD_GAP] + stemmed_en
+            if lem_en:  # an English translation has no lemma channel (no Cyrillic), as a rule
+                lem = lem + [FIELD_GAP] + lem_en
         # the *_raw columns serve trailing-wildcard queries only (never phrases or NEAR), so each
         # distinct token once is enough: less for FTS5 to index, the same matches
-        return " ".join(stemmed), " ".join(dict.fromkeys(raw))
+        return " ".join(stemmed), " ".join(dict.fromkeys(raw)), " ".join(lem)
 
-    t_stem, t_raw = pair(a.title, a.title_en)
-    s_stem, s_raw = pair(a.summary, a.summary_en)
-    c_stem, c_raw = pair(a.content, a.content_en)
-    return (t_stem, s_stem, c_stem, t_raw, s_raw, c_raw)
+    t_stem, t_raw, t_lem = pair(a.title, a.title_en)
+    s_stem, s_raw, s_lem = pair(a.summary, a.summary_en)
+    c_stem, c_raw, c_lem = pair(a.content, a.content_en)
+    return (t_stem, s_stem, c_stem, t_raw, s_raw, c_raw, t_lem, s_lem, c_lem)
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,7 +332,7 @@ class SQLiteStore:
 
     _INSERT_ARTICLE = ("INSERT INTO articles (feed_id, source, language, canonical_url, published_at, fetched_at,"
                        " content_hash, translation_status, doc, id, rowid) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
-    _INSERT_FTS = f"INSERT INTO articles_fts (rowid, {', '.join(FTS_COLUMNS)}) VALUES (?,?,?,?,?,?,?)"
+    _INSERT_FTS = f"INSERT INTO articles_fts (rowid, {', '.join(FTS_COLUMNS)}) VALUES ({_FTS_PLACEHOLDERS})"
     _INSERT_TOPIC = "INSERT OR IGNORE INTO article_topics (topic, article_rowid) VALUES (?,?)"
 
     def _write_chunk(self, rows: list["_Row"], outcome: dict[str, str], failed: dict[str, str]) -> None:
@@ -386,7 +396,7 @@ class SQLiteStore:
                 # contentless FTS5: the old terms are removed by giving the values they came from
                 old = _fts_values(Article.from_dict(json.loads(row[1])))
                 db.execute(f"INSERT INTO articles_fts (articles_fts, rowid, {', '.join(FTS_COLUMNS)})"
-                           " VALUES ('delete',?,?,?,?,?,?,?)", (rowid, *old))
+                           f" VALUES ('delete',{_FTS_PLACEHOLDERS})", (rowid, *old))
                 db.execute("DELETE FROM article_topics WHERE article_rowid=?", (rowid,))
                 result = "updated"
             if result != "unchanged":
