@@ -1266,7 +1266,32 @@ def _span_near(base: str, leaf: TextLeaf, slop: int, in_order: bool) -> dict:
     return {"span_near": {"clauses": clauses, "slop": slop, "in_order": in_order}}
 
 
+def _es_lemma_leaf(leaf: TextLeaf) -> dict:
+    """The lemma channel: ``lemmas.<field>`` holds the pipeline's lemmas (analysed by mm_folded)."""
+    fields = [f"{LEMMA_FIELD}.{b}" for b in _TEXT_SCOPES[leaf.scope]]
+    text = " ".join(leaf.lemmas)
+    if leaf.kind == "term" or leaf.kind == "phrase":
+        if len(fields) == 1:
+            return {"match_phrase" if leaf.kind == "phrase" else "match": {fields[0]: {"query": text}}}
+        q: dict = {"query": text, "fields": fields}
+        if leaf.kind == "phrase":
+            q["type"] = "phrase"
+        return {"multi_match": q}
+    slop = leaf.slop - (len(leaf.tokens) - 2)
+    if slop < 0:
+        return {"match_none": {}}
+    return _should([{"span_near": {"clauses": [{"span_term": {f: lm}} for lm in leaf.lemmas],
+                                   "slop": slop, "in_order": False}} for f in fields])
+
+
 def _es_leaf(leaf: TextLeaf) -> dict:
+    stem_q = _es_stem_leaf(leaf)
+    if not leaf.lemmas:
+        return stem_q
+    return _should([stem_q, _es_lemma_leaf(leaf)])
+
+
+def _es_stem_leaf(leaf: TextLeaf) -> dict:
     bases = _TEXT_SCOPES[leaf.scope]
     if leaf.kind == "prefix":
         return _should([{"prefix": {b: {"value": leaf.tokens[0]}}} for b in bases])

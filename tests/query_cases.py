@@ -161,11 +161,23 @@ def _content_span(terms: list[tuple[str, str]], slop: int, in_order: bool, base:
 def _content_either(terms: list[tuple[str, str]], slop: int, in_order: bool) -> dict:
     return {"bool": {"should": [_content_span(terms, slop, in_order, b) for b in ("content", "content_en")],
                      "minimum_should_match": 1}}
+_LEM = ["lemmas.title", "lemmas.summary", "lemmas.content", "lemmas.title_en", "lemmas.summary_en",
+        "lemmas.content_en"]
+
+
+def _cyr(stem_clause: dict, lemmas: str, phrase: bool = False, fields: list[str] = _LEM) -> dict:
+    """A Cyrillic word or phrase: its stem clause OR its lemmas in lemmas.<field> (filled by the pipeline)."""
+    lq: dict = {"query": lemmas, "fields": fields}
+    if phrase:
+        lq["type"] = "phrase"
+    return {"bool": {"should": [stem_clause, {"multi_match": lq}], "minimum_should_match": 1}}
+
+
 ES_EXPECTED: dict[str, dict] = {
-    "Орешника": {"multi_match": {"query": "орешника", "fields": _RU}},
+    "Орешника": _cyr({"multi_match": {"query": "орешника", "fields": _RU}}, "орешник"),
     "missiles": {"multi_match": {"query": "missiles", "fields": _EN}},
     "Орешник Oreshnik": {"bool": {"should": [
-        {"multi_match": {"query": "орешник", "fields": _RU}},
+        _cyr({"multi_match": {"query": "орешник", "fields": _RU}}, "орешник"),
         {"multi_match": {"query": "oreshnik", "fields": _EN}}], "minimum_should_match": 1}},
     "title:ракет*": {"bool": {"should": [
         {"prefix": {"title": {"value": "ракет"}}},
@@ -173,17 +185,20 @@ ES_EXPECTED: dict[str, dict] = {
     "объё*": {"bool": {"should": [{"prefix": {f: {"value": "объе"}}} for f in
                                   ("title", "summary", "content", "title_en", "summary_en", "content_en")],
                        "minimum_should_match": 1}},
-    '"Министерство обороны"': {"multi_match": {"query": "министерство обороны", "fields": _RU, "type": "phrase"}},
+    '"Министерство обороны"': _cyr({"multi_match": {"query": "министерство обороны", "fields": _RU, "type": "phrase"}},
+                                   "министерство оборона", phrase=True),
     "S-400": {"multi_match": {"query": "s 400", "fields": _EN, "type": "phrase"}},
-    "content:Искандер": {"multi_match": {"query": "искандер", "fields": ["content.ru", "content_en.ru"]}},
-    'content:"ракета Patriot"': _content_either([("ru", "ракет"), ("en", "patriot")], 0, True),
+    "content:Искандер": _cyr({"multi_match": {"query": "искандер", "fields": ["content.ru", "content_en.ru"]}},
+                             "искандер", fields=["lemmas.content", "lemmas.content_en"]),
+    'content:"ракета Patriot"': _cyr(_content_either([("ru", "ракет"), ("en", "patriot")], 0, True), "ракета patriot",
+                                     phrase=True, fields=["lemmas.content", "lemmas.content_en"]),
     'content:"missile Belarus nuclear"~3': _content_either(
         [("en", "missil"), ("en", "belarus"), ("en", "nuclear")], 2, False),
     "ракета NOT удар": {"bool": {
-        "must": [{"multi_match": {"query": "ракета", "fields": _RU}}],
-        "must_not": [{"multi_match": {"query": "удар", "fields": _RU}}]}},
-    "+ракета удар": {"multi_match": {"query": "ракета", "fields": _RU}},
-    "NOT удар": {"bool": {"must_not": [{"multi_match": {"query": "удар", "fields": _RU}}]}},
+        "must": [_cyr({"multi_match": {"query": "ракета", "fields": _RU}}, "ракета")],
+        "must_not": [_cyr({"multi_match": {"query": "удар", "fields": _RU}}, "удар")]}},
+    "+ракета удар": _cyr({"multi_match": {"query": "ракета", "fields": _RU}}, "ракета"),
+    "NOT удар": {"bool": {"must_not": [_cyr({"multi_match": {"query": "удар", "fields": _RU}}, "удар")]}},
     "source:ТАСС": {"bool": {"should": [{"term": {"source": {"value": "тасс"}}},
                                         {"term": {"feed_id": {"value": "тасс"}}}], "minimum_should_match": 1}},
     "language:EN AND topic:nuclear*": {"bool": {"must": [

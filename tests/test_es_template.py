@@ -92,7 +92,10 @@ def test_template_is_strict_and_names_the_alias():
 
 
 def test_mapping_properties_equal_article_fields_recursively():
-    doc_keys = keys_of_doc(full_article().to_dict())
+    from pipeline.store.elasticsearch import article_doc
+
+    # lemmas.<field> exists for the fields with Cyrillic text: the mapping has all six
+    doc_keys = keys_of_doc(article_doc(full_article())) | {f"lemmas.{f}" for f in TEXT_FIELDS}
     map_keys = keys_of_mapping(MAPPING["properties"])
     assert doc_keys == map_keys, (f"only in Article: {sorted(doc_keys - map_keys)}; "
                                   f"only in the template: {sorted(map_keys - doc_keys)}")
@@ -116,6 +119,23 @@ def test_analysis_contract():
     assert filt[an["mm_ru"]["filter"][1]] == {"type": "snowball", "language": "Russian"}
     assert filt[an["mm_en"]["filter"][1]] == {"type": "snowball", "language": "English"}
     assert ANALYSIS["normalizer"]["mm_keyword"] == {"type": "custom", "char_filter": ["mm_yo"], "filter": ["lowercase"]}
+
+
+def test_lemma_fields_are_filled_by_the_pipeline_and_folded_by_elasticsearch():
+    """lemmas.<field>: the pipeline's dictionary forms of Cyrillic text (ES has no pymorphy3); the
+    mm_folded analyzer only lowercases and folds ё, so a Kibana user's nominative form meets them,
+    and Kibana's default fields include them."""
+    from pipeline.store.elasticsearch import lemma_fields
+    from tests.query_cases import make_article
+
+    props = MAPPING["properties"]["lemmas"]["properties"]
+    assert set(props) == set(TEXT_FIELDS)
+    assert all(v == {"type": "text", "analyzer": "mm_folded"} for v in props.values())
+    default = TEMPLATE["template"]["settings"]["index"]["query"]["default_field"]
+    assert {f"lemmas.{f}" for f in TEXT_FIELDS} <= set(default)
+    a = make_article("l1", title="Россия разместит «Орешник» в Беларуси", summary="Missile news",
+                     title_en="Russia to deploy Oreshnik in Belarus")
+    assert lemma_fields(a) == {"title": "россия разместить орешник в беларусь"}
 
 
 def test_field_types_follow_the_contract():

@@ -47,6 +47,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+from ..analysis import analyse_lemmas
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..logs import log
 from ..models import Article, FeedState, from_iso, to_iso
@@ -107,6 +108,29 @@ def state_index_body(suffix: str, es_dir: Path | None = None) -> dict:
 def month_index(prefix: str, published_at: datetime) -> str:
     dt = published_at.astimezone(timezone.utc) if published_at.tzinfo else published_at
     return f"{prefix}-articles-{dt:%Y.%m}"
+
+
+def lemma_fields(a: Article) -> dict[str, str]:
+    """The ``lemmas`` object of an article document: for each text field with Cyrillic letters, its
+    lemmas (pipeline.analysis.analyse_lemmas) joined by spaces.  Elasticsearch cannot compute them
+    (no pymorphy3 there), so the pipeline does, and the query compiler (pipeline.query.to_es) and
+    Kibana users query ``lemmas.*`` with the dictionary form of a word."""
+    out = {}
+    for f in ("title", "summary", "content", "title_en", "summary_en", "content_en"):
+        text = getattr(a, f)
+        if f.endswith("_en") and text == getattr(a, f[:-3]):
+            continue  # an English original: the English field repeats it (as in the evaluator)
+        lem = analyse_lemmas(text)
+        if lem:
+            out[f] = " ".join(lem)
+    return out
+
+
+def article_doc(a: Article) -> dict:
+    """The indexed document: ``Article.to_dict()`` plus the lemma channel."""
+    doc = a.to_dict()
+    doc["lemmas"] = lemma_fields(a)
+    return doc
 
 
 def _jsonable(doc: dict) -> dict:
@@ -406,7 +430,7 @@ class ElasticsearchStore:
         unchanged: list[str] = []
         actions: list[dict] = []
         for aid, a in latest.items():
-            doc = _jsonable(a.to_dict())
+            doc = _jsonable(article_doc(a))
             hit = existing.get(aid)
             if hit is not None:
                 if hit.get("_source") == doc:
