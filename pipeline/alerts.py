@@ -91,7 +91,7 @@ def compile_rules(rules: Iterable[AlertConfig], counts: Counter | None = None) -
     out = []
     for r in rules:
         try:
-            out.append(CompiledRule(r, parse_query(r.query)))
+            out.append(CompiledRule(r, parse_query(r.query, r.aliases)))
         except Exception as exc:  # noqa: BLE001 - load_alerts validates; this guards direct callers
             log(logger, 40, "alert_rule_invalid", rule_id=r.id, error=str(exc))
             if counts is not None:
@@ -609,7 +609,7 @@ def test_rule(rule: AlertConfig, store: Store, *, since: datetime | None = None,
     ``limit``, total number of matches among the scanned articles)."""
     from .query import parse_query
 
-    cr = CompiledRule(rule, parse_query(rule.query))  # a syntax error goes to the caller
+    cr = CompiledRule(rule, parse_query(rule.query, rule.aliases))  # a syntax error goes to the caller
     hits: list[TestHit] = []
     total = 0
     scanned = 0

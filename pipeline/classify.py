@@ -57,7 +57,7 @@ def compile_topics(topics: Sequence[TopicConfig]) -> list[CompiledTopic]:
     out = []
     for t in topics:
         try:
-            q = parse_query(t.query)
+            q = parse_query(t.query, t.aliases)
         except QuerySyntaxError as exc:
             raise ConfigError(f"topic {t.id!r}: field 'query': {exc}") from exc
         q.compile()

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .aliases import Aliases
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
@@ -59,7 +62,22 @@ class FeedConfig(BaseModel):
         return v
 
 
-class TopicConfig(BaseModel):
+class _QueryEntry(BaseModel):
+    """A config entry with a query: the query is read with the alias groups of its configuration
+    directory (``aliases.yaml``), which the loader attaches (not a YAML field)."""
+
+    _aliases: Any = PrivateAttr(default=None)
+
+    @property
+    def aliases(self) -> "Aliases | None":
+        return self._aliases
+
+    def with_aliases(self, aliases: "Aliases | None") -> Any:
+        self._aliases = aliases
+        return self
+
+
+class TopicConfig(_QueryEntry):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str
@@ -78,7 +96,7 @@ class ThrottleConfig(BaseModel):
     per_seconds: float = Field(default=3600, gt=0)
 
 
-class AlertConfig(BaseModel):
+class AlertConfig(_QueryEntry):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str
@@ -177,31 +195,39 @@ def load_feeds(config_dir: Path) -> list[FeedConfig]:
 
 
 def load_topics(config_dir: Path) -> list[TopicConfig]:
+    """topics.yaml, validated; each topic carries the directory's alias groups (aliases.yaml)."""
     path = Path(config_dir) / "topics.yaml"
     if not path.exists():
         return []
     topics: list[TopicConfig] = _validate_entries(path, "topics", TopicConfig)
     # validate the query syntax here so the file/entry is named
+    from .aliases import load_aliases
     from .query import QuerySyntaxError, parse_query
 
+    aliases = load_aliases(config_dir)
     for i, t in enumerate(topics, start=1):
+        t.with_aliases(aliases)
         try:
-            parse_query(t.query)
+            parse_query(t.query, aliases)
         except QuerySyntaxError as exc:
             raise ConfigError(f"{path}: entry {i} (id {t.id!r}): field 'query': {exc}") from exc
     return topics
 
 
 def load_alerts(config_dir: Path) -> list[AlertConfig]:
+    """alerts.yaml, validated; each rule carries the directory's alias groups (aliases.yaml)."""
     path = Path(config_dir) / "alerts.yaml"
     if not path.exists():
         return []
     alerts: list[AlertConfig] = _validate_entries(path, "alerts", AlertConfig)
+    from .aliases import load_aliases
     from .query import QuerySyntaxError, parse_query
 
+    aliases = load_aliases(config_dir)
     for i, a in enumerate(alerts, start=1):
+        a.with_aliases(aliases)
         try:
-            parse_query(a.query)
+            parse_query(a.query, aliases)
         except QuerySyntaxError as exc:
             raise ConfigError(f"{path}: entry {i} (id {a.id!r}): field 'query': {exc}") from exc
     return alerts

@@ -21,6 +21,7 @@ from ._common import config_dir_option, DataDirOpt, build_settings, cli_errors, 
 feeds_app = typer.Typer(help="Inspect configured feeds.\n\nExample: mediamon feeds list", no_args_is_help=True)
 
 ConfigDirOpt = config_dir_option()
+SearchConfigDirOpt = config_dir_option("aliases.yaml")
 
 
 def parse_since(value: str | None, now: datetime | None = None) -> datetime | None:
@@ -104,18 +105,24 @@ def search(
     oldest: bool = typer.Option(False, "--oldest", help="Oldest first instead of newest first."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON array of hits."),
     data_dir: Optional[Path] = DataDirOpt,
+    config_dir: Optional[Path] = SearchConfigDirOpt,
 ) -> None:
     """Full-text search over stored items, Russian and English morphology aware.
 
+    A word matches all its forms (stems, and dictionary forms for Russian/Ukrainian), and a name
+    listed in aliases.yaml matches every name of its group; '=word' matches the word alone.
+
     Example: mediamon search 'Орешник OR Oreshnik' --since 7d --language ru
     """
+    from ..aliases import load_aliases
     from ..query import QuerySyntaxError
 
     with cli_errors():
-        settings = build_settings(data_dir=data_dir)
+        settings = build_settings(data_dir=data_dir, config_dir=config_dir)
         req = SearchRequest(query=query or None, topics=tuple(topic), languages=tuple(language),
                             sources=tuple(source), since=parse_since(since), until=parse_since(until),
-                            sort="oldest" if oldest else "newest", limit=limit)
+                            sort="oldest" if oldest else "newest", limit=limit,
+                            aliases=load_aliases(settings.config_dir))
         store = open_store(settings)
         try:
             try:

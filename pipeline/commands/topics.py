@@ -258,7 +258,7 @@ def topics_explain(
         t = by_id[topic]
         article = Article.from_dict({"id": "explain", "title": text, "summary": summary, "title_en": text_en,
                                      "language": language})
-        explanation = parse_query(t.query).explain(article)
+        explanation = parse_query(t.query, t.aliases).explain(article)
     applies = not t.languages or language is None or language in t.languages
     if json_out:
         typer.echo(json.dumps({"topic": t.id, "matched": explanation.matched and applies, "applies": applies,

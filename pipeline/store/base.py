@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable, Literal, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Iterable, Literal, Protocol, Sequence, runtime_checkable
 
 from ..models import Article, FeedState
+
+if TYPE_CHECKING:
+    from ..aliases import Aliases
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,8 @@ class SearchRequest:
     offset: int = 0
     # opaque cursor from a previous SearchResult.next_cursor (search_after paging)
     cursor: str | None = None
+    # alias groups the query's words expand to (config/aliases.yaml; pipeline.aliases); None: none
+    aliases: Aliases | None = None
 
 
 @dataclass(frozen=True, slots=True)

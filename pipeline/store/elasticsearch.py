@@ -497,7 +497,7 @@ class ElasticsearchStore:
         if req.query and req.query.strip():
             from ..query import parse_query, to_es
 
-            must.append(to_es(parse_query(req.query)))
+            must.append(to_es(parse_query(req.query, req.aliases)))
         filters = self._filters(req)
         if not must and not filters:
             return {"match_all": {}}

@@ -438,7 +438,7 @@ class SQLiteStore:
         if req.query and req.query.strip():
             from ..query import parse_query, to_sqlite
 
-            sql, qparams = to_sqlite(parse_query(req.query))
+            sql, qparams = to_sqlite(parse_query(req.query, req.aliases))
             clauses.append(f"({sql})")
             params.extend(qparams)
         if req.topics:
