@@ -19,8 +19,9 @@ a morphological dictionary does not (both → ``беларусь``).  :func:`lem
 one folded token, so a query word and a text word meet whatever the article's language:
 
 * a token with a Ukrainian-only letter (і ї є ґ) goes to pymorphy3's Ukrainian dictionary, any
-  other Cyrillic token to the Russian one; the most probable parse's normal form is the lemma
-  (pymorphy3 guesses a lemma for words it does not know, from their endings);
+  other Cyrillic token to the Russian one; the most probable parse's normal form is the lemma;
+  a word the dictionary does not know is its own lemma (no guessing from endings: slow, and often
+  wrong for names; its Snowball stem still matches its forms);
 * a token without Cyrillic letters has no lemma channel (the English stem serves it).
 
 A text field gets a lemma channel only when it contains a Cyrillic letter
@@ -135,8 +136,11 @@ def _morph(lang: str):
             m = _MORPH.get(lang)
             if m is None:
                 import pymorphy3
+                from pymorphy3 import units
 
-                m = _MORPH[lang] = pymorphy3.MorphAnalyzer(lang=lang)
+                # dictionary words only: no guessing from endings (slow, and wrong for names;
+                # the stems serve unknown words)
+                m = _MORPH[lang] = pymorphy3.MorphAnalyzer(lang=lang, units=[units.DictionaryAnalyzer()])
     return m
 
 
