@@ -27,6 +27,13 @@ Semantics (identical in the three executions)
   tokens containing Cyrillic, Snowball English for the others.  So ``Орешник`` matches ``Орешника``
   and ``Орешником``; ``missiles`` matches ``missile``.  A bare term that analyses to several tokens
   (``S-400``) is a phrase.
+* A word with Cyrillic letters is also matched by its lemma (:func:`pipeline.analysis.lemma`) in the
+  lemma channel of the text (FTS5 columns ``*_lem``, Elasticsearch ``lemmas.*``): ``Беларусь``
+  matches ``Беларуси`` although their stems differ.  A phrase or proximity group matches when all
+  its words line up in one channel (all stems, or all lemmas).
+* Alias groups (:mod:`pipeline.aliases`, ``config/aliases.yaml``) are expanded at parse time: a
+  term or phrase that is a name of a group becomes an :class:`OrNode` (``alias`` = the group id)
+  of every name; ``=word`` / ``="a phrase"`` keeps the word alone.
 * A trailing ``*`` applies to the folded, *unstemmed* word: ``ракет*`` matches ``ракетами``,
   ``ракетный``.  It must follow at least one letter or digit and cover one word.
 * Each term is matched against the original text and the English text; an item matches when every
