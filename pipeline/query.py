@@ -131,7 +131,7 @@ class QuerySyntaxError(MediamonError):
 class TextLeaf:
     """A term, phrase, trailing-wildcard prefix or proximity group over text fields."""
 
-    kind: str  # "term" | "phrase" | "prefix" | "near"
+    kind: str  # "term" | "exact" (an acronym: the unstemmed word) | "phrase" | "prefix" | "near"
     scope: str  # key of _TEXT_SCOPES
     tokens: tuple[str, ...]  # folded, unstemmed
     stems: tuple[str, ...]
@@ -245,7 +245,16 @@ def _wildcard_positions(value: str) -> list[tuple[int, str]]:
     return out
 
 
+def _is_acronym(surface: str) -> bool:
+    """A Cyrillic abbreviation as written (ДНЯО, ПВО, МБР): 2-6 letters, all capitals.  Snowball
+    would stem it into an unrelated word (ДНЯО → "дня", the genitive of "day")."""
+    letters = [c for c in surface if c.isalpha()]
+    return 2 <= len(letters) <= 6 and all(c.isupper() for c in letters) and bool(_CYRILLIC_RE.search(surface))
+
+
 def _make_leaf(kind: str, scope: str, tokens: tuple[str, ...], *, text: str, pos: int, slop: int = 0) -> TextLeaf:
+    if kind == "term" and _is_acronym(text):
+        return TextLeaf("exact", scope, tokens, tokens, text=text, pos=pos)
     stems_ = tuple(stem(t) for t in tokens)
     lemmas_: tuple[str, ...] = ()
     if kind != "prefix" and any(_CYRILLIC_RE.search(t) for t in tokens):
@@ -717,6 +726,8 @@ def _leaf_channel_match(leaf: TextLeaf, doc: AnalyzedArticle) -> str | None:
         return None
     if leaf.kind == "prefix":
         return "prefix" if doc.has_prefix(leaf.scope, leaf.tokens[0]) else None
+    if leaf.kind == "exact":
+        return "exact" if leaf.tokens[0] in doc.rawset(leaf.scope) else None
     for lemma_channel, words in _channels(leaf):
         if _seq_match(leaf, doc, lemma_channel, words):
             return "lemma" if lemma_channel else "stem"
@@ -770,6 +781,9 @@ def _compile(node: Node) -> Matcher:
         if node.kind == "prefix":
             p, scope = node.tokens[0], node.scope
             return lambda d: d.has_prefix(scope, p)
+        if node.kind == "exact":
+            t, scope = node.tokens[0], node.scope
+            return lambda d: t in d.rawset(scope)
         return lambda d: _leaf_text_match(node, d)
     if isinstance(node, KeywordLeaf):
         return lambda d: _keyword_match(node, d)
@@ -852,7 +866,7 @@ _Group = tuple[frozenset, frozenset]
 
 def _triggers(node: Node) -> list[_Group] | None:
     if isinstance(node, TextLeaf):
-        if node.kind == "prefix":
+        if node.kind in ("prefix", "exact"):  # the raw word itself is a (necessary) prefix
             return [(frozenset(), frozenset(node.tokens))]
         if node.lemmas:  # each word: its stem or its lemma (the prefilter looks at both channels)
             return [(frozenset({s, lm}), frozenset()) for s, lm in dict.fromkeys(zip(node.stems, node.lemmas))]
@@ -935,12 +949,14 @@ def _surface(leaf: TextLeaf, doc: AnalyzedArticle) -> tuple[list[str], list[str]
         if not fd.tokens:
             continue
         found: list[str] = []
+        if leaf.kind == "exact":
+            found.extend(fd.cut(i, i) for i in fd.raw_positions().get(leaf.tokens[0], ()))
         if leaf.kind == "prefix":
             p = leaf.tokens[0]
             for t, idx in fd.raw_positions().items():
                 if t.startswith(p):
                     found.extend(fd.cut(i, i) for i in idx)
-        for lemma_channel, words in (() if leaf.kind == "prefix" else _channels(leaf)):
+        for lemma_channel, words in (() if leaf.kind in ("prefix", "exact") else _channels(leaf)):
             if lemma_channel and not fd.lemmas:
                 continue
             seq = fd.channel(lemma_channel)
@@ -984,6 +1000,8 @@ def _leaf_label(leaf: Node) -> str:
 def _leaf_via(leaf: TextLeaf) -> list[str]:
     if leaf.kind == "prefix":
         return [f"prefix {leaf.tokens[0]}"]
+    if leaf.kind == "exact":
+        return [f"exact {leaf.tokens[0]} (an abbreviation is not stemmed)"]
     via = ["stem " + " ".join(leaf.stems)]
     if leaf.lemmas:
         via.append("lemma " + " ".join(leaf.lemmas))
@@ -1097,7 +1115,7 @@ def _fts_quote(s: str) -> str:
 
 def _fts_channel(leaf: TextLeaf, suffix: str, words: tuple[str, ...]) -> str:
     colspec = "{" + " ".join(c + suffix for c in _FTS_COLUMNS[leaf.scope]) + "}"
-    if leaf.kind == "term":
+    if leaf.kind in ("term", "exact"):
         body = _fts_quote(words[0])
     elif leaf.kind == "prefix":
         body = _fts_quote(words[0]) + " *"
@@ -1111,7 +1129,7 @@ def _fts_channel(leaf: TextLeaf, suffix: str, words: tuple[str, ...]) -> str:
 def _fts_leaf(leaf: TextLeaf) -> str:
     """FTS5 columns: stems in title/summary/content, lemmas in *_lem, distinct raw tokens in *_raw
     (pipeline.store.sqlite._fts_values)."""
-    if leaf.kind == "prefix":
+    if leaf.kind in ("prefix", "exact"):
         return _fts_channel(leaf, "_raw", leaf.tokens)
     stem_part = _fts_channel(leaf, "", leaf.stems)
     if not leaf.lemmas:
@@ -1300,6 +1318,10 @@ def _es_leaf(leaf: TextLeaf) -> dict:
 
 def _es_stem_leaf(leaf: TextLeaf) -> dict:
     bases = _TEXT_SCOPES[leaf.scope]
+    if leaf.kind == "exact":  # the base fields are analysed by mm_folded: unstemmed words
+        if len(bases) == 1:
+            return {"match": {bases[0]: {"query": leaf.tokens[0]}}}
+        return {"multi_match": {"query": leaf.tokens[0], "fields": list(bases)}}
     if leaf.kind == "prefix":
         return _should([{"prefix": {b: {"value": leaf.tokens[0]}}} for b in bases])
     if leaf.kind == "term":

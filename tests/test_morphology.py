@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.aliases import load_aliases
 from pipeline.analysis import fold, lemma, stem
-from pipeline.query import parse_query, to_es
+from pipeline.query import _is_acronym, parse_query, to_es
 from pipeline.store.base import SearchRequest
 from pipeline.store.sqlite import SQLiteStore
 
@@ -153,6 +153,9 @@ def test_es_dsl_queries_every_form_by_the_lemma_the_pipeline_indexes(word):
     for form in [word, *MORPHOLOGY[word]]:
         own = lemma(fold(form))
         dsl = to_es(parse_query(form))
+        if _is_acronym(form):  # НАТО: matched as the unstemmed word (mm_folded base fields)
+            assert _lemma_queries(dsl) == [] and f"'{fold(form)}'" in repr(dsl)
+            continue
         assert _lemma_queries(dsl) == [own], form
         assert own in lemma_fields(ARTICLES[_article_id(form)])["title"].split(), form
         assert own == lemma(fold(word)) or stem(fold(form)) == stem(fold(word)), form
@@ -189,6 +192,11 @@ ALIAS_CASES = [
     ("ICBM", "запуск межконтинентальной баллистической ракеты", True),
     ("title:Орешник", "Oreshnik", True),
     ("Беларусь AND NOT Minsk", "Учения в Белоруссии под Минском", False),
+    # abbreviations are matched unstemmed: Snowball turns ДНЯО into "дня" (the genitive of "day")
+    ("ДНЯО", "Новости дня", False),
+    ("NPT", "Новости дня", False),
+    ("NPT", "Выход из ДНЯО обсуждается", True),
+    ("ПВО", "Силы противовоздушной обороны", True),
 ]
 ALIAS_ARTICLES = [make_article(f"alias{i:02d}", title=text) for i, (_, text, _) in enumerate(ALIAS_CASES)]
 
