@@ -171,3 +171,47 @@ def test_one_refused_article_in_a_large_batch_is_dead_lettered_alone(tmp_path):
         assert again.unchanged == tuple(a.id for a in batch[:10]) and not again.created
     finally:
         s.close()
+
+
+def test_store_of_schema_4_gets_the_lemma_columns(tmp_path):
+    """Schema 5 rebuilds the FTS5 index with the lemma columns: an article stored before it is then
+    found by a form that only its lemma shares (Беларусь: stem 'белар'; Беларуси: 'беларус'), and
+    the FTS5 tuning (page size, automerge) is in place."""
+    import json
+    import sqlite3
+
+    from pipeline.store.sqlite import FTS_COLUMNS, MIGRATIONS, _fts_values
+
+    path = tmp_path / "v4.sqlite3"
+    db = sqlite3.connect(path, isolation_level=None)
+    for v in range(4):
+        step = MIGRATIONS[v]
+        db.execute("BEGIN")
+        if callable(step):
+            step(db)
+        else:
+            for stmt in step.split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+        db.execute(f"PRAGMA user_version={v + 1}")
+        db.execute("COMMIT")
+    a = art(1, "Учения в Беларуси", "Войска прибыли в Минск")
+    db.execute("INSERT INTO articles (rowid, id, feed_id, source, language, canonical_url, published_at,"
+               " fetched_at, content_hash, translation_status, doc) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+               (1, a.id, a.feed_id, a.source, a.language, a.canonical_url, a.published_at.isoformat(),
+                a.fetched_at.isoformat(), a.content_hash, a.translation.status,
+                json.dumps(a.to_dict(), ensure_ascii=False, sort_keys=True)))
+    db.execute(f"INSERT INTO articles_fts (rowid, {', '.join(FTS_COLUMNS[:6])}) VALUES (?,?,?,?,?,?,?)",
+               (1, *_fts_values(a)[:6]))
+    assert db.execute("SELECT count(*) FROM articles_fts WHERE articles_fts MATCH 'белар'").fetchone()[0] == 0
+    db.close()
+
+    s = SQLiteStore(path)
+    try:
+        assert s.connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert [h.id for h in s.search(SearchRequest(query="Беларусь")).hits] == [a.id]
+        assert [h.id for h in s.search(SearchRequest(query='"войско прибыть"')).hits] == [a.id]
+        config = dict(s.connection.execute("SELECT k, v FROM articles_fts_config").fetchall())
+        assert config["pgsz"] == 8000 and config["automerge"] == 8
+    finally:
+        s.close()
