@@ -225,13 +225,22 @@ def topics_list(config_dir: Optional[Path] = ConfigDirOpt,
 
 
 def _tree(node, parent: Tree) -> None:
+    """One line per clause: ✓/✗, the clause, the words found (and where); a word shows how it is
+    looked up (stem, lemma, abbreviation) and, when it was found, by which; an alias shows its group
+    and only the names that were found (all of them when none was)."""
     mark = "[green]✓[/]" if node.matched else "[red]✗[/]"
     label = escape(node.clause if node.kind not in ("and", "or") else node.kind.upper())
     extra = ""
     if node.terms:
         extra = f"  [cyan]{escape(', '.join(node.terms))}[/] [dim]in {', '.join(node.where)}[/]"
+    if node.via:
+        how = f"by {node.matched_by}; " if node.matched_by else ""
+        extra += f"  [dim]({escape(how + '; '.join(node.via))})[/]"
     branch = parent.add(f"{mark} {label}{extra}")
-    for c in node.children:
+    children = node.children
+    if node.kind == "alias" and node.matched:
+        children = [c for c in children if c.matched]
+    for c in children:
         _tree(c, branch)
 
 
