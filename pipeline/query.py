@@ -47,6 +47,13 @@ Semantics (identical in the three executions)
   A query made only of exclusions (``NOT a``) matches everything else.
 * Boosts (``^2``) are accepted and ignored for matching.
 
+Limits (checked by the parser, so every engine has the same): at most ``MAX_DEPTH`` (20) nested
+AND/OR/NOT levels and ``MAX_PARENS`` (32) nested parentheses; at most ``MAX_CLAUSES`` (1,024) words,
+phrases and filters after alias expansion, of which at most ``MAX_FILTERS`` (200) ``source:`` /
+``language:`` / ``topic:`` filters (as Lucene's maxClauseCount; SQLite's FTS5 parser overflows near
+40 levels, and its SQL expressions at 1,000 OR-ed filters).  A query past a limit is a
+:class:`QuerySyntaxError`, like any other bad query.
+
 Rejected with :class:`QuerySyntaxError` (position + hint): leading or inner wildcards, ``?``,
 fuzzy ``word~2``, ranges, regular expressions, unknown fields, lowercase ``and``/``or``/``not``
 between terms, ``&&``/``||``/``!``.
@@ -192,6 +199,56 @@ Node = Union[TextLeaf, KeywordLeaf, AllNode, AndNode, OrNode, NotNode]
 # --------------------------------------------------------------------------------------------------
 
 _parse_lock = threading.Lock()  # the ply parser is not thread-safe
+
+MAX_DEPTH = 20
+MAX_PARENS = 32
+MAX_CLAUSES = 1024
+MAX_FILTERS = 200
+
+
+def _paren_overflow(text: str) -> int | None:
+    """Position of the first '(' nested deeper than MAX_PARENS (outside quotes), else None."""
+    depth = 0
+    in_quote = False
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == '"':
+            in_quote = not in_quote
+        elif not in_quote and c == "(":
+            depth += 1
+            if depth > MAX_PARENS:
+                return i
+        elif not in_quote and c == ")":
+            depth = max(0, depth - 1)
+        i += 1
+    return None
+
+
+def _check_limits(root: "Node", text: str) -> None:
+    clauses = filters = 0
+    stack: list[tuple[Node, int]] = [(root, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (AndNode, OrNode, NotNode)):
+            if depth + 1 > MAX_DEPTH:
+                raise QuerySyntaxError("query nested too deeply", node.pos,
+                                       f"at most {MAX_DEPTH} levels of AND/OR/NOT; flatten the groups", text)
+            kids = (node.child,) if isinstance(node, NotNode) else node.children
+            stack.extend((c, depth + 1) for c in kids)
+        elif isinstance(node, (TextLeaf, KeywordLeaf)):
+            clauses += 1
+            filters += isinstance(node, KeywordLeaf)
+    if clauses > MAX_CLAUSES:
+        raise QuerySyntaxError("query too large", 0,
+                               f"{clauses} words, phrases and filters (after alias expansion); at most "
+                               f"{MAX_CLAUSES}: split it into several topics or queries", text)
+    if filters > MAX_FILTERS:
+        raise QuerySyntaxError("too many filters", 0,
+                               f"{filters} source:/language:/topic: filters; at most {MAX_FILTERS}", text)
 _POS_RE = re.compile(r"unexpected\s+'(.*)' at position (\d+)", re.S)
 _ILLEGAL_RE = re.compile(r"Illegal character '(.*)' at position (\d+)", re.S)
 
@@ -483,6 +540,10 @@ def _parse_uncached(text: str, aliases: Aliases = NO_ALIASES) -> "Query":
     if not text.strip():
         raise QuerySyntaxError("empty query", 0, "type at least one word", text)
     plain, no_alias = _strip_noalias(text)
+    deep = _paren_overflow(plain)
+    if deep is not None:
+        raise QuerySyntaxError("query nested too deeply", deep,
+                               f"at most {MAX_PARENS} nested parentheses", text)
     try:
         with _parse_lock:
             luq = _luqum_parser.parse(plain)
@@ -490,7 +551,12 @@ def _parse_uncached(text: str, aliases: Aliases = NO_ALIASES) -> "Query":
         raise _syntax_error_from_luqum(text, exc) from exc
     except Exception as exc:  # noqa: BLE001 - luqum raises odd things on odd input; never a traceback
         raise QuerySyntaxError("cannot parse query", 0, str(exc) or type(exc).__name__, text) from exc
-    root = _Converter(text, aliases, no_alias).convert(luq)
+    try:
+        root = _Converter(text, aliases, no_alias).convert(luq)
+    except RecursionError as exc:  # a very long chain of operators
+        raise QuerySyntaxError("query nested too deeply", 0, "flatten the groups or split the query",
+                               text) from exc
+    _check_limits(root, text)
     return Query(text, root)
 
 

@@ -144,3 +144,58 @@ def test_compiled_closures_agree_with_tree_walk():
         m = q.compile()
         for d in docs:
             assert m(d) == _eval(q.root, d), (text, d.article.id)
+
+
+# --- limits (the same for every engine: checked by the parser) -----------------------------------
+
+def _nested(levels: int) -> str:
+    """``levels`` nested AND/OR pairs: (b0 OR (… AND c0))."""
+    q = "a"
+    for i in range(levels):
+        q = f"(b{i} OR ({q} AND c{i}))"
+    return q
+
+
+def test_deepest_allowed_query_runs_in_every_engine(store):
+    from pipeline.query import MAX_DEPTH
+
+    q = _nested(MAX_DEPTH // 2)
+    parsed = parse_query(q)
+    assert _fts_ids(store, q) == {a.id for a in ARTICLES if parsed.matches(a)}
+    json.dumps(to_es(parsed))
+
+
+@pytest.mark.parametrize("query,message", [
+    (_nested(11), "nested too deeply"),                      # 22 AND/OR levels (FTS5 overflowed at ~24 pairs)
+    ("(" * 1000 + "a" + ")" * 1000, "nested too deeply"),    # was a RecursionError
+    (" OR ".join(f"source:s{i}" for i in range(500)), "too many filters"),  # was 'Expression tree is too large'
+    (" OR ".join(f"w{i}" for i in range(1100)), "too large"),
+])
+def test_queries_past_the_limits_are_syntax_errors(query, message):
+    with pytest.raises(QuerySyntaxError) as ei:
+        parse_query(query)
+    assert message in str(ei.value)
+
+
+def test_alias_expansion_counts_against_the_clause_limit():
+    from pipeline.aliases import AliasGroup, Aliases
+    from pipeline.query import MAX_CLAUSES
+
+    group = Aliases((AliasGroup("g", tuple(f"name{i}" for i in range(20))),))
+    q = " OR ".join(["name0"] * (MAX_CLAUSES // 20 + 1))
+    parse_query(q)  # without aliases: small enough
+    with pytest.raises(QuerySyntaxError, match="after alias expansion"):
+        parse_query(q, group)
+
+
+def test_a_too_deep_topic_query_is_a_config_error_naming_file_and_entry(tmp_path):
+    import yaml
+
+    from pipeline.config import load_topics
+    from pipeline.errors import ConfigError
+
+    (tmp_path / "topics.yaml").write_text(yaml.safe_dump({"topics": [
+        {"id": "ok", "name": "ok", "query": "a"},
+        {"id": "deep", "name": "deep", "query": "(" * 1000 + "a" + ")" * 1000}]}), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"topics.yaml: entry 2 \(id 'deep'\): field 'query': query nested too deeply"):
+        load_topics(tmp_path)
