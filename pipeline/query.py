@@ -772,6 +772,10 @@ def _seq_match(leaf: TextLeaf, doc: AnalyzedArticle, lemma_channel: bool, words:
     have = doc.lemmaset(leaf.scope) if lemma_channel else doc.stemset(leaf.scope)
     if not have.issuperset(words):
         return False
+    return _seq_in_fields(leaf, doc, lemma_channel, words)
+
+
+def _seq_in_fields(leaf: TextLeaf, doc: AnalyzedArticle, lemma_channel: bool, words: tuple[str, ...]) -> bool:
     for f in leaf.fields:
         fd = doc.fields[f]
         if leaf.kind == "phrase":
@@ -850,7 +854,7 @@ def _compile(node: Node) -> Matcher:
         if node.kind == "exact":
             t, scope = node.tokens[0], node.scope
             return lambda d: t in d.rawset(scope)
-        return lambda d: _leaf_text_match(node, d)
+        return _compile_sequence(node)
     if isinstance(node, KeywordLeaf):
         return lambda d: _keyword_match(node, d)
     if isinstance(node, AllNode):
@@ -923,6 +927,25 @@ def _compile(node: Node) -> Matcher:
             return True
         return all_of
     raise TypeError(node)
+
+
+def _compile_sequence(leaf: TextLeaf) -> Matcher:
+    """A phrase or proximity leaf: set checks per channel first (C level), positions only when
+    every word is in the scope."""
+    scope, stems_, lemmas_ = leaf.scope, leaf.stems, leaf.lemmas
+    st, lm = frozenset(stems_), frozenset(lemmas_)
+
+    def stem_only(d: AnalyzedArticle) -> bool:
+        return st <= d.stemset(scope) and _seq_in_fields(leaf, d, False, stems_)
+
+    if not lemmas_:
+        return stem_only
+
+    def either(d: AnalyzedArticle) -> bool:
+        if st <= d.stemset(scope) and _seq_in_fields(leaf, d, False, stems_):
+            return True
+        return lm <= d.lemmaset(scope) and _seq_in_fields(leaf, d, True, lemmas_)
+    return either
 
 
 # A necessary condition for a match, checked with C-level set operations before the closures run:
