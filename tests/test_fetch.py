@@ -211,7 +211,7 @@ def test_per_host_limit_and_global_limit(tmp_path):
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from pipeline.cycle import poll
+    from pipeline.poll import poll
 
     lock = threading.Lock()
     in_flight: dict[str, int] = {}
@@ -265,7 +265,7 @@ def test_per_host_limit_and_global_limit(tmp_path):
 def test_each_host_is_resolved_and_checked_once_per_poll(tmp_path, httpserver, monkeypatch):
     """Feeds of one outlet share its checked resolution within a poll (the address check still
     runs: once per host and port); the next poll resolves again."""
-    from pipeline.cycle import poll
+    from pipeline.poll import poll
 
     calls: list[tuple[str, int]] = []
 
