@@ -3,7 +3,7 @@
 Stages never mutate an Article; they return new ones with
 ``dataclasses.replace``.  ``Article.to_dict`` / ``Article.from_dict`` give the
 JSON shape that is the contract for the index, the CLI's ``--json`` output and
-the Airflow XCom payloads (DESIGN.md, "The Article").
+the Airflow staging files (docs/DESIGN.md, "The Article").
 """
 
 from __future__ import annotations
