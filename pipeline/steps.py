@@ -38,6 +38,7 @@ from .settings import Settings
 from .store.base import AlertLog, AlertStore, ArticleStore, FeedStateStore, IndexResult, TranslationCache
 
 if TYPE_CHECKING:
+    from .classify import TopicClassifier
     from .mail import Mailer
 
 logger = get_logger(__name__)
@@ -151,7 +152,7 @@ def deduplicate(store: ArticleStore, articles: Iterable[Article], counters: Coun
 
 # --- enrich -------------------------------------------------------------------------------------------
 
-_CLASSIFIERS: dict[tuple, object] = {}  # one model load per process
+_CLASSIFIERS: dict[tuple, "TopicClassifier | None"] = {}  # one model load per process
 
 
 def enrich(articles: Sequence[Article], *, settings: Settings, cache: TranslationCache,

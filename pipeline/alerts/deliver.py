@@ -110,7 +110,7 @@ def deliver_rule(rule: AlertConfig, *, settings: Settings, store: AlertStore, ma
             detail="a previous delivery of some of these items was interrupted after it started; "
                    "the server may already have them")
     # "delivery started" marker: if we die after the server accepts and before mark_sent commits,
-    # the next run knows this batch may be a duplicate (see the module docstring)
+    # the next run knows this batch may be a duplicate (see the package docstring, pipeline.alerts)
     store.alert_record_attempt(rule.id, ids, at=now, error=INTERRUPTED)
     try:
         result = mailer.send(message, list(rule.recipients))

@@ -137,5 +137,5 @@ def test_rule(rule: AlertConfig, store: AlertStore, *, since: datetime | None = 
     return hits, total
 
 
-test_rule.__test__ = False  # not a pytest test
+test_rule.__test__ = False  # type: ignore[attr-defined]  # not a pytest test (its name starts with test_)
 TestHit.__test__ = False  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -58,7 +58,7 @@ class Story:
         return [a.id for a in self.articles]
 
 
-def group_stories(articles: Sequence[Article], terms: dict[str, Sequence[str]] | None = None) -> list[Story]:
+def group_stories(articles: Sequence[Article], terms: Mapping[str, Sequence[str]] | None = None) -> list[Story]:
     """Same canonical URL, or the same normalised title from different feeds within a day → one story.
 
     Returned newest first; inside a story the earliest article comes first (it is shown as
