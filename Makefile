@@ -3,7 +3,7 @@
 PYTHON ?= python
 RESULTS ?= bench/results
 
-.PHONY: bench bench-translate bench-poll bench-stages bench-classify bench-search test
+.PHONY: bench bench-translate bench-poll bench-stages bench-classify bench-search test test-fast
 
 bench: bench-classify bench-stages bench-search bench-poll bench-translate
 	@echo "results in $(RESULTS)/"
@@ -29,3 +29,7 @@ bench-search: | $(RESULTS)
 
 test:
 	$(PYTHON) -m pytest
+
+# the developer loop: everything but the end-to-end tests marked slow (CI runs them all)
+test-fast:
+	$(PYTHON) -m pytest -m "not slow"

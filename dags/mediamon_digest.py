@@ -42,10 +42,10 @@ SCHEDULE = os.environ.get("MEDIAMON_DIGEST_SCHEDULE", "0 6 * * *").strip()
 )
 def mediamon_digest():
     @task(execution_timeout=timedelta(minutes=15))
-    def send_digest() -> dict:
-        from pipeline.tasks import digest_task
+    def send_digest(data_interval_end=None, logical_date=None) -> dict:
+        from pipeline.tasks import digest_task, run_time
 
-        return digest_task()
+        return digest_task(now=run_time(data_interval_end, logical_date))
 
     send_digest()
 

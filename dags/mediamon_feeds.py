@@ -19,6 +19,9 @@ the model loads once) → `index` → `alert` → `commit`
   `airflow pools set mediamon_fetch 4 "mediamon feed polling"` and
   `airflow pools set mediamon_translate 1 "mediamon translation model"`.
 
+Every task works at the run's time (the end of its data interval, else its logical date; the
+clock only for a run that has neither), so a retried task decides as the first attempt did.
+
 Configuration comes from the workers' environment (`MEDIAMON_*`, read inside each task).  Only
 `MEDIAMON_SCHEDULE` (cron, default every 15 minutes; `none` for manual runs only) is read when the
 file is parsed.  See docs/AIRFLOW.md.
@@ -60,10 +63,12 @@ DEFAULT_ARGS = {
 )
 def mediamon_feeds():
     @task(execution_timeout=timedelta(minutes=5))
-    def plan(run_id: str | None = None, params: dict | None = None) -> list[dict]:
-        from pipeline.tasks import plan_task
+    def plan(run_id: str | None = None, params: dict | None = None, data_interval_end=None,
+             logical_date=None) -> list[dict]:
+        from pipeline.tasks import plan_task, run_time
 
-        return plan_task(run_id or "manual", force=bool((params or {}).get("force")))
+        return plan_task(run_id or "manual", force=bool((params or {}).get("force")),
+                         now=run_time(data_interval_end, logical_date))
 
     @task(pool=FETCH_POOL, execution_timeout=timedelta(minutes=10), map_index_template="{{ batch_label }}")
     def poll(batch: dict) -> dict:
@@ -81,22 +86,22 @@ def mediamon_feeds():
         return enrich_task(list(polled[:]))  # one request for all mapped results (iterating probes past the end)
 
     @task(execution_timeout=timedelta(minutes=15))
-    def index(enriched: dict) -> dict:
-        from pipeline.tasks import index_task
+    def index(enriched: dict, data_interval_end=None, logical_date=None) -> dict:
+        from pipeline.tasks import index_task, run_time
 
-        return index_task(enriched)
+        return index_task(enriched, now=run_time(data_interval_end, logical_date))
 
     @task(execution_timeout=timedelta(minutes=15))
-    def alert(indexed: dict) -> dict:
-        from pipeline.tasks import alert_task
+    def alert(indexed: dict, data_interval_end=None, logical_date=None) -> dict:
+        from pipeline.tasks import alert_task, run_time
 
-        return alert_task(indexed)
+        return alert_task(indexed, now=run_time(data_interval_end, logical_date))
 
     @task(execution_timeout=timedelta(minutes=5))
-    def commit(alerted: dict) -> dict:
-        from pipeline.tasks import commit_task
+    def commit(alerted: dict, data_interval_end=None, logical_date=None) -> dict:
+        from pipeline.tasks import commit_task, run_time
 
-        return commit_task(alerted)
+        return commit_task(alerted, now=run_time(data_interval_end, logical_date))
 
     commit(alert(index(enrich(poll.expand(batch=plan())))))
 

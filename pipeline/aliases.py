@@ -27,6 +27,8 @@ from typing import Any
 import yaml
 
 from .analysis import has_cyrillic, lemmas, stems, tokenize
+from .configfile import check_id as _check_id
+from .configfile import load_yaml_list as _load_yaml_list
 from .errors import ConfigError
 
 __all__ = ["AliasGroup", "Aliases", "load_aliases", "name_keys", "NO_ALIASES"]
@@ -101,8 +103,6 @@ def load_aliases(config_dir: Path) -> Aliases:
     Errors name the file, the entry and the field: an id that is not a slug, a name with no letters
     or digits or with a wildcard, a name that already belongs to another group (under any of its
     word forms), an unknown field."""
-    from .config import _check_id, _load_yaml_list
-
     path = Path(config_dir) / "aliases.yaml"
     if not path.exists():
         return NO_ALIASES

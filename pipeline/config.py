@@ -11,21 +11,15 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from .configfile import check_id as _check_id
+from .configfile import load_yaml_list as _load_yaml_list
 from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .aliases import Aliases
 
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-
-
-def _check_id(value: str) -> str:
-    if not _ID_RE.match(value):
-        raise ValueError("must be 1-64 chars of lowercase letters, digits, '_', '-', '.'")
-    return value
 
 
 class FeedConfig(BaseModel):
@@ -131,24 +125,6 @@ class AlertConfig(_QueryEntry):
             if any(c in r for c in "\r\n,;<>") or not re.fullmatch(r"[^@\s]+@[^@\s]+", r):
                 raise ValueError(f"not a plain email address: {r!r}")
         return v
-
-
-def _load_yaml_list(path: Path, key: str) -> list[Any]:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: file not found") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8: {exc}") from exc
-    if raw is None:
-        return []
-    if isinstance(raw, dict):
-        raw = raw.get(key, [])
-    if not isinstance(raw, list):
-        raise ConfigError(f"{path}: expected a list of entries under '{key}:'")
-    return raw
 
 
 def _validate_entries(path: Path, key: str, model: type[BaseModel]) -> list[Any]:

@@ -1,10 +1,15 @@
-"""Extra date parsing for feeds whose RFC 822 dates use non-English names.
+"""Date parsing: localised RFC 822 dates in feeds, and the times a person types (``--since``).
+
+**Feeds.**  Extra date parsing for feeds whose RFC 822 dates use non-English names.
 
 feedparser understands English month/day names only; Russian, Ukrainian,
 Portuguese, Spanish, German and French feeds often localise them
 ("Пн, 23 ноя 2026 10:15:00 +0300", "Seg, 24 Set 2018 19:42:40 -0300").
 We translate the names to English and let the standard RFC 822 parser do the
 rest.  Registered once with ``feedparser.registerDateHandler``.
+
+**People.**  :func:`parse_since` reads ``7d``, ``24h``, ``30m``, ``2w`` or an ISO date/datetime
+(``mediamon search --since``, ``stats``, ``alerts test``); the caller gives the time it counts back from.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import calendar
 import re
 import time
+from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_tz
 
 _MONTHS = {
@@ -66,3 +72,24 @@ def register() -> None:
 
     if parse_localised_rfc822 not in getattr(feedparser.datetimes, "_date_handlers", []):
         feedparser.registerDateHandler(parse_localised_rfc822)
+
+
+_SPAN_RE = re.compile(r"\s*(\d+)\s*([mhdw])\s*")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(value: str | None, now: datetime) -> datetime | None:
+    """'7d', '24h', '30m', '2w' (counted back from ``now``) or an ISO date/datetime (UTC when it
+    has no zone) → aware UTC datetime; None for an empty value.  Raises ValueError otherwise."""
+    if not value:
+        return None
+    m = _SPAN_RE.fullmatch(value)
+    if m:
+        return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    try:
+        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"expected an ISO date (2026-11-20) or a duration like 7d, 24h: {value!r}") from exc
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc)

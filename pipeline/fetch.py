@@ -136,7 +136,7 @@ async def resolve_checked(host: str, port: int, settings: Settings) -> str | Non
 
 
 # (host, port) -> the checked resolution, shared by the fetches of one poll (set by
-# cycle.poll_async with remember_resolutions(); the tasks it starts inherit it).  A cycle of 500 feeds
+# poll.poll_async with remember_resolutions(); the tasks it starts inherit it).  A cycle of 500 feeds
 # on 50 outlets resolves 50 names, not 500: getaddrinfo runs in the loop's small thread pool.
 _RESOLUTIONS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("mediamon_resolutions", default=None)
 
@@ -365,13 +365,16 @@ def feed_host(url: str) -> str:
         return ""
 
 
-def make_client(settings: Settings) -> httpx.AsyncClient:
+def make_client(settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """The client every poll uses.  ``transport`` replaces the network (a test's
+    ``httpx.MockTransport``); limits, timeouts and the hop-by-hop redirect checks stay the same."""
     # the pool no larger than the requests we let in flight: httpcore scans every pooled connection
     # for every request (twice the size cost a quarter of the CPU of a 500-feed steady-state cycle)
     limits = httpx.Limits(max_connections=settings.fetch_concurrency,
                           max_keepalive_connections=settings.fetch_concurrency)
     timeout = httpx.Timeout(settings.fetch_timeout, connect=settings.connect_timeout)
-    return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False, trust_env=False)
+    return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False, trust_env=False,
+                             transport=transport)
 
 
 def redact_url(url: str) -> str:

@@ -1,8 +1,9 @@
 """Structured logging: ``log(logger, "event", feed_id=..., article_id=...)``.
 
 Records carry their fields in ``record.fields`` (for JSON handlers) and render
-as ``event key=value ...`` for humans.  Set ``MEDIAMON_LOG_JSON=1`` at the edge
-(CLI) to get one JSON object per line.
+as ``event key=value ...`` for humans.  ``MEDIAMON_LOG_JSON=true`` (``Settings.log_json``,
+read by the CLI at start-up, which passes it to :func:`configure_logging`) gives one JSON
+object per line instead.
 """
 
 from __future__ import annotations

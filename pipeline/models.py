@@ -3,7 +3,7 @@
 Stages never mutate an Article; they return new ones with
 ``dataclasses.replace``.  ``Article.to_dict`` / ``Article.from_dict`` give the
 JSON shape that is the contract for the index, the CLI's ``--json`` output and
-the Airflow XCom payloads (DESIGN.md, "The Article").
+the Airflow staging files (docs/DESIGN.md, "The Article").
 """
 
 from __future__ import annotations
@@ -11,13 +11,22 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 TranslationStatus = Literal["ok", "skipped", "unavailable", "failed", "pending"]
 
 
 def utcnow() -> datetime:
+    """The real clock (the default :data:`Clock`); stages never call it, they are given the time."""
     return datetime.now(timezone.utc)
+
+
+Clock = Callable[[], datetime]  # returns an aware UTC datetime; injected into run_cycle, alerts, tasks
+
+
+def fixed_clock(at: datetime) -> Clock:
+    """A clock that always says ``at`` (simulated time: tests, the soak run, an Airflow run's data interval)."""
+    return lambda: at
 
 
 def to_iso(dt: datetime | None) -> str | None:
@@ -127,7 +136,21 @@ class Article:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Article":
+    def from_dict(cls, d: dict[str, Any], *, missing_dates: datetime | None = None) -> "Article":
+        """The Article of a ``to_dict`` dict.  A dict without ``published_at`` / ``fetched_at``
+        (a hand-written item: ``mediamon translate``, ``topics explain``) raises ValueError unless
+        the caller says which time to use with ``missing_dates``; a ``published_at`` filled in that
+        way is marked ``date_inferred``.  Nothing reads the clock here."""
+        published_at = from_iso(d.get("published_at"))
+        fetched_at = from_iso(d.get("fetched_at"))
+        inferred = bool(d.get("date_inferred", False)) or published_at is None
+        if published_at is None or fetched_at is None:
+            if missing_dates is None:
+                missing = [k for k, v in (("published_at", published_at), ("fetched_at", fetched_at)) if v is None]
+                raise ValueError(f"article {d.get('id')!r}: {' and '.join(missing)} missing "
+                                 "(pass missing_dates= to fill them in)")
+            published_at = published_at or missing_dates
+            fetched_at = fetched_at or missing_dates
         return cls(
             id=d["id"],
             feed_id=d.get("feed_id") or "",
@@ -146,9 +169,9 @@ class Article:
             translation=Translation.from_dict(d.get("translation")),
             topics=tuple(d.get("topics") or ()),
             topic_matches=tuple(TopicMatch.from_dict(m) for m in d.get("topic_matches") or ()),
-            published_at=from_iso(d.get("published_at")) or utcnow(),
-            date_inferred=bool(d.get("date_inferred", False)),
-            fetched_at=from_iso(d.get("fetched_at")) or utcnow(),
+            published_at=published_at,
+            date_inferred=inferred,
+            fetched_at=fetched_at,
             content_hash=d.get("content_hash") or "",
             authors=tuple(d.get("authors") or ()),
             categories=tuple(d.get("categories") or ()),
@@ -200,3 +223,17 @@ class FeedState:
 
 _FEED_STATE_FIELDS = tuple(f.name for f in dataclasses.fields(FeedState))
 _FEED_STATE_DATES = ("last_fetch_at", "last_success_at", "last_error_at", "next_fetch_at")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEntry:
+    """One (rule, article) match waiting for delivery (a row of the store's alert queue)."""
+
+    rule_id: str
+    article_id: str
+    terms: tuple[str, ...] = ()  # matched terms as found in the text (for highlighting)
+    queued_at: datetime | None = None
+    status: Literal["pending", "failed"] = "pending"
+    attempts: int = 0
+    last_error: str | None = None
+    last_attempt_at: datetime | None = None

@@ -1,14 +1,14 @@
 """Parsing and normalising fetched bodies off the event loop: a thread for small polls, a process
 pool sized to the cores once enough bytes arrived (feedparser is pure Python and holds the GIL).
 
-:class:`Parser` is used by :func:`pipeline.cycle.poll_async`: every body is handed to
+:class:`Parser` is used by :func:`pipeline.poll.poll_async`: every body is handed to
 :meth:`Parser.parse` as soon as its fetch completes, so parsing overlaps fetching.  The pool is
 created lazily, only when the bodies of one poll add up to ``settings.parse_pool_min_bytes``
 (a steady-state cycle of 304s never starts it), and uses the ``forkserver`` start method
 (``spawn`` where that does not exist): the calling process may hold threads (the event loop's
 executor, Airflow, the test runner), and ``fork`` with threads is unsafe.
 
-The worker runs the same :func:`pipeline.cycle.parse_and_normalize` as the thread path, so both
+The worker runs the same :func:`pipeline.pollresult.parse_and_normalize` as the thread path, so both
 give identical Articles; its log records are captured and re-emitted in the parent (same handlers,
 same test capture).  A worker that dies (a hostile body that crashes or exhausts the parser) fails
 the pool: the feeds in flight are retried once in a fresh pool, and a feed that kills a worker
@@ -34,7 +34,7 @@ from .logs import get_logger, log
 
 if TYPE_CHECKING:
     from .config import FeedConfig
-    from .cycle import PollResult
+    from .pollresult import PollResult
     from .fetch import FetchResult
     from .normalize import LanguageDetector
     from .settings import Settings
@@ -55,7 +55,7 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
         # the fork server imports the parser once; each worker forks from it ready to go
-        ctx.set_forkserver_preload(["pipeline.cycle"])
+        ctx.set_forkserver_preload(["pipeline.pollresult"])
         return ctx
     return multiprocessing.get_context("spawn")
 
@@ -77,7 +77,7 @@ def _parse_worker(feed: "FeedConfig", fetched: "FetchResult", settings: "Setting
     """Runs in a pool process: parse + normalise one body.  Returns the parts of the PollResult
     that are new (articles, error, warnings; not the body, which the parent still has) and the
     log records."""
-    from .cycle import parse_and_normalize
+    from .pollresult import parse_and_normalize
     from .normalize import LanguageDetector
 
     root = logging.getLogger("mediamon")
@@ -113,7 +113,7 @@ class Parser:
         log(logger, 20, "parse_pool_started", workers=self.workers, bytes_seen=self.bytes_seen)
 
     async def parse(self, feed: "FeedConfig", fetched: "FetchResult") -> "PollResult":
-        from .cycle import parse_and_normalize
+        from .pollresult import parse_and_normalize
 
         self.bytes_seen += len(fetched.content or b"")
         if self.pool is None and self._want_pool():
@@ -142,7 +142,7 @@ class Parser:
                     log(logger, 30, "parse_pool_failed", feed_id=feed.id, error=f"{exc.__class__.__name__}: {exc}")
                     break
             else:
-                from .cycle import PollResult
+                from .pollresult import PollResult
 
                 return PollResult(feed, fetched, error=FeedParseError(
                     "the parser process died twice on this feed (crash or memory exhaustion); not parsed"))
@@ -160,7 +160,7 @@ class Parser:
         self.stats["process"] += 1
         for r in records:
             logging.getLogger(r.name).handle(r)
-        from .cycle import PollResult
+        from .pollresult import PollResult
 
         return PollResult(feed, fetched, articles=articles, error=error, warnings=warnings)
 

@@ -4,7 +4,8 @@ Rules (issue 2):
 
 * 200/304: validators (ETag, Last-Modified) are taken from the response; failures reset.
 * a chain of 301/308 redirects updates the stored URL; 302/303/307 do not.
-* 410 Gone disables the feed (``mediamon feeds enable`` or a config URL change re-enables it).
+* 410 Gone disables the feed; changing its URL in feeds.yaml re-enables it (``reconcile``: a new URL
+  starts afresh).  ``mediamon feeds list`` shows it as DISABLED.
 * 429/503 honour Retry-After (capped); without it they back off like other failures.
 * any other failure backs off exponentially (base * 2**(n-1), capped) and never disables the feed.
 """

@@ -21,7 +21,7 @@ DEFAULT_USER_AGENT = (
 
 
 class Settings(BaseSettings):
-    """Runtime configuration.  See DESIGN.md "Configuration" for the contract."""
+    """Runtime configuration.  See docs/DESIGN.md "Configuration" for the contract."""
 
     model_config = SettingsConfigDict(env_prefix="MEDIAMON_", extra="ignore", frozen=True)
 
@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     default_interval: float = Field(default=900.0, gt=0, description="poll interval, s")
     languages: tuple[str, ...] = ("ru", "en", "uk", "be")
 
-    # alerts (pipeline/alerts.py, pipeline/mail.py)
+    # alerts (pipeline/alerts/, pipeline/mail.py)
     smtp_retry_attempts: int = Field(default=3, ge=1, le=10,
                                      description="tries per email for transient SMTP errors, within one run")
     smtp_retry_wait: float = Field(default=2.0, ge=0, description="first backoff between tries, s (doubles)")
@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     translation_threads: int = Field(default=0, ge=0, le=256,
                                      description="CTranslate2 CPU threads; 0 = the cores this process may use")
 
-    # parsing + normalising in a process pool (pipeline/parsepool.py, used by cycle.poll_async)
+    # parsing + normalising in a process pool (pipeline/parsepool.py, used by poll.poll_async)
     parse_workers: int = Field(default=0, ge=0, le=256,
                                description="parser processes for large polls; 0 = the cores, 1 = no pool (a thread)")
     parse_pool_min_bytes: int = Field(default=1024 * 1024, ge=0,
@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     # run_cycle stores what polling delivered so far in batches of this many items while polling goes on
     cycle_batch_items: int = Field(default=1000, ge=1, le=1_000_000,
                                    description="items per batch stored while the poll is still running")
+
+    # logging: one JSON object per line instead of "event key=value" (the CLI reads it at start-up)
+    log_json: bool = False
 
     @property
     def store_path(self) -> Path:

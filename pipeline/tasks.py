@@ -1,12 +1,17 @@
 """Task bodies of the Airflow DAGs (``dags/mediamon_feeds.py``, ``dags/mediamon_digest.py``).
 
-The DAG files only wire these functions; all logic lives here and in the stage
-functions of ``pipeline.cycle`` that ``mediamon run`` chains in one process::
+The DAG files only wire these functions; what each step does is written once, in
+``pipeline.steps``, which ``mediamon run`` (``pipeline.cycle``) chains in one process; here
+the steps are scheduled as tasks and the batches wait in staging in between::
 
     plan ─► poll (mapped over feed batches) ─► enrich ─► index ─► alert ─► commit
 
 * Every task builds its own ``Settings()`` (from ``MEDIAMON_*`` in the worker's
   environment) unless one is passed in (tests), and opens/closes the store itself.
+* Time: every task takes ``now``, the run's time (:func:`run_time`: the end of the Airflow
+  run's data interval, else its logical date); without one (a run triggered without a logical
+  date, a direct call) it asks ``clock`` (the real clock by default).  The edges are parameters
+  too: ``transport`` (HTTP) for ``poll_task``, ``mailer`` for ``alert_task`` and ``digest_task``.
 * XCom carries only small JSON: the staging key, batch numbers, feed ids and counts.
   Bound: ``plan`` returns ~80 bytes per due feed (its feed ids) plus ~100 bytes per
   batch; every other task returns a flat dict of < 30 counters (< 1 KiB).  Articles
@@ -26,16 +31,21 @@ Nothing here imports Airflow at module level; ``pipeline`` works without it.
 from __future__ import annotations
 
 from collections import Counter
-from contextlib import contextmanager
-from datetime import datetime
-from typing import Any, Iterator, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Sequence
 
 from . import errors as _errors
 from .errors import ConfigError, FeedError
 from .logs import get_logger, log
-from .models import Article, FeedState, from_iso, to_iso, utcnow
+from .models import Article, Clock, FeedState, from_iso, to_iso, utcnow
 from .settings import Settings
 from .staging import Staging, StagingMissing, key_for_run, prune_stale, staging_root
+from .store import open_store
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .mail import Mailer
 
 logger = get_logger(__name__)
 
@@ -50,15 +60,13 @@ def _settings(settings: Settings | None) -> Settings:
     return settings if settings is not None else Settings()
 
 
-@contextmanager
-def _store(settings: Settings) -> Iterator[Any]:
-    from .store import open_store
-
-    store = open_store(settings)
-    try:
-        yield store
-    finally:
-        store.close()
+def run_time(data_interval_end: datetime | None = None, logical_date: datetime | None = None) -> datetime | None:
+    """The time of an Airflow run as the tasks use it: the end of its data interval, else its
+    logical date (UTC); None for a run that has neither (triggered without a logical date)."""
+    when = data_interval_end or logical_date
+    if when is None:
+        return None
+    return datetime.fromtimestamp(when.timestamp(), timezone.utc)  # a plain datetime, not pendulum's
 
 
 def _fail_without_retry(exc: Exception) -> None:
@@ -132,58 +140,56 @@ def _fetch_from_dict(d: dict):
                        fetched_at=from_iso(d.get("fetched_at")) or utcnow())
 
 
-def _id_only_article(article_id: str, feed_id: str) -> Article:
+def _id_only_article(article_id: str, feed_id: str, fetched_at: datetime) -> Article:
     # commit_feed_states only looks at the ids of a feed's articles (which of them failed to store)
-    return Article.from_dict({"id": article_id, "feed_id": feed_id})
+    return Article.from_dict({"id": article_id, "feed_id": feed_id}, missing_dates=fetched_at)
 
 
 # --- mediamon_feeds ---------------------------------------------------------------------------------
 
 def plan_task(run_id: str, *, force: bool = False, settings: Settings | None = None,
-              now: datetime | None = None) -> list[dict]:
+              now: datetime | None = None, clock: Clock = utcnow) -> list[dict]:
     """Load the configuration, pick the feeds that are due, split them into batches.
 
     Returns one small dict per batch (the ``expand`` input of the poll task):
     ``{"staging": key, "batch": i, "feed_ids": [...]}``; an empty list when nothing is due
     (the rest of the run is then skipped).  Validates topics.yaml and alerts.yaml too, so a
-    broken config fails here, before anything is fetched.
+    broken config fails here, before anything is fetched.  A scheduled run respects each
+    feed's interval (``steps.respects_interval``).
     """
-    from .cycle import plan
-    from .politeness import reconcile
+    from .steps import plan
 
     settings = _settings(settings)
     feeds, _, _ = _load_configs(settings, feeds=True, topics=True, alerts=True)
-    now = now or utcnow()
-    with _store(settings) as store:
-        stored = store.get_feed_states()
-    states = {f.id: reconcile(f, stored.get(f.id)) for f in feeds}
-    due, skipped = plan(feeds, states, settings, now, force=force, respect_interval=True)
+    now = now or clock()
+    with open_store(settings) as store:
+        planned = plan(feeds, store, settings, now, force=force, scheduled=True)
 
     staging = Staging.for_run(settings, run_id)
     prune_stale(settings, keep=staging.key)
     size = settings.poll_batch_size
-    batches = [[f.id for f in due[i:i + size]] for i in range(0, len(due), size)]
+    batches = [[f.id for f in planned.due[i:i + size]] for i in range(0, len(planned.due), size)]
     if batches:
         staging.reset()
         staging.write_json(PLAN_FILE, {
             "run_id": run_id, "planned_at": to_iso(now), "force": force, "batches": batches,
-            "skipped": {o.feed_id: o.error for o in skipped},
+            "skipped": {o.feed_id: o.error for o in planned.skipped},
         })
     else:
         staging.remove()  # nothing due: poll and everything after it are skipped, nothing to stage
-    for o in skipped:
+    for o in planned.skipped:
         log(logger, 20, "plan_skipped", feed_id=o.feed_id, reason=o.error)
-    log(logger, 20, "plan_done", run_id=run_id, feeds=len(feeds), due=len(due), skipped=len(skipped),
-        batches=len(batches), staging=staging.key)
+    log(logger, 20, "plan_done", run_id=run_id, **planned.counters(), batches=len(batches), staging=staging.key)
     return [{"staging": staging.key, "batch": i, "feed_ids": ids} for i, ids in enumerate(batches)]
 
 
-def poll_task(batch: dict, *, settings: Settings | None = None) -> dict:
+def poll_task(batch: dict, *, settings: Settings | None = None,
+              transport: "httpx.AsyncBaseTransport | None" = None) -> dict:
     """Fetch, parse and normalise one batch of feeds, drop ids already stored; stage the new
     articles and each feed's outcome.  One broken feed never fails the task (its error is
     staged and becomes backoff in commit); only an unusable store or staging area does."""
-    from .cycle import drop_known, poll, tally_polls
-    from .politeness import reconcile
+    from .poll import poll
+    from .steps import deduplicate, feed_states, tally_polls
 
     settings = _settings(settings)
     staging = Staging.open(settings, batch["staging"])
@@ -196,15 +202,11 @@ def poll_task(batch: dict, *, settings: Settings | None = None) -> dict:
         log(logger, 30, "poll_feeds_gone", feed_ids=gone)  # removed from feeds.yaml since plan
     feeds = [by_id[fid] for fid in wanted if fid in by_id]
 
-    with _store(settings) as store:
-        stored = store.get_feed_states()
-        states: dict[str, FeedState] = {f.id: reconcile(f, stored.get(f.id)) for f in feeds}
-        polls = poll(feeds, states, settings)
-        c: Counter = Counter(feeds=len(feeds))
-        all_articles = tally_polls(polls, c)
-        new, dups = drop_known(store, all_articles)
-    c["new"] = len(new)
-    c["duplicates"] = dups
+    c: Counter = Counter(feeds=len(feeds))
+    with open_store(settings) as store:
+        states = feed_states(feeds, store)
+        polls = poll(feeds, states, settings, transport=transport)
+        new = deduplicate(store, tally_polls(polls, c), c)
 
     # articles first, then the feed outcomes: a feeds file present means the batch is complete
     staging.write_jsonl(f"{name}.articles.jsonl", (a.to_dict() for a in new))
@@ -254,46 +256,42 @@ def _key_from(upstream: dict | Sequence[dict]) -> str:
 def enrich_task(polled: dict | Sequence[dict], *, settings: Settings | None = None) -> dict:
     """Translate + classify every new article of the run in one task (the model loads once),
     plus items stored earlier whose translation could not run; stage the result."""
-    from .cycle import enrich
+    from .steps import enrich_with_retries
 
     settings = _settings(settings)
     staging = Staging.open(settings, _key_from(polled))
     _, topics, _ = _load_configs(settings, topics=True)
     new = _staged_new_articles(staging)
-    new_ids = {a.id for a in new}
     c: Counter = Counter(new=len(new))
-    with _store(settings) as store:
-        retry = [a for a in store.articles_pending_translation() if a.id not in new_ids]
-        c["translation_retried"] = len(retry)
-        enriched, counts = enrich(new + retry, settings=settings, store=store, topics=topics)
-    c.update(counts)
+    with open_store(settings) as store:
+        enriched = enrich_with_retries(new, settings=settings, cache=store, topics=topics or [], counters=c,
+                                       retry_from=store)
     staging.write_jsonl(ENRICHED_FILE, (a.to_dict() for a in enriched))
     out = {"staging": staging.key, "enriched": len(enriched), **_ints(c)}
     log(logger, 20, "enrich_done", **out)
     return out
 
 
-def index_task(enriched: dict, *, settings: Settings | None = None, now: datetime | None = None) -> dict:
+def index_task(enriched: dict, *, settings: Settings | None = None, now: datetime | None = None,
+               clock: Clock = utcnow) -> dict:
     """Queue the alert matches of the enriched articles, then store them (idempotent upsert by
     id); stage the IndexResult.  Queueing first (as ``run_cycle`` does) means no crash after
     indexing can lose a match; queueing again on a retry is a no-op.  Items the store refused
     are dead letters: counted, and their feeds keep the old cursor."""
-    from .cycle import index, queue_alerts
+    from .steps import queue_and_index
 
     settings = _settings(settings)
     staging = Staging.open(settings, _key_from(enriched))
     _, _, rules = _load_configs(settings, alerts=True)
     articles = [Article.from_dict(r) for r in staging.read_jsonl(ENRICHED_FILE)]
-    with _store(settings) as store:
-        queued = queue_alerts(articles, store=store, rules=rules or [], now=now or utcnow())
-        result = index(store, articles)
-    for aid, reason in result.failed.items():
-        log(logger, 40, "index_dead_letter", article_id=aid, error=reason)
+    c: Counter = Counter()
+    with open_store(settings) as store:
+        result = queue_and_index(articles, store=store, alert_log=store, rules=rules or [], now=now or clock(),
+                                 counters=c)
     staging.write_json(INDEX_FILE, {"created": list(result.created), "updated": list(result.updated),
                                     "unchanged": list(result.unchanged), "failed": dict(result.failed)})
-    out = {"staging": staging.key, "indexed": len(result.created) + len(result.updated),
-           "created": len(result.created), "updated": len(result.updated),
-           "unchanged": len(result.unchanged), "index_failed": len(result.failed), **_ints(queued)}
+    out = {"staging": staging.key, "created": len(result.created), "updated": len(result.updated),
+           "unchanged": len(result.unchanged), **_ints(c)}
     log(logger, 20, "index_done", **out)
     return out
 
@@ -303,29 +301,32 @@ def _stored_ids(staging: Staging) -> tuple[set[str], dict[str, str]]:
     return set(res["created"]) | set(res["updated"]) | set(res["unchanged"]), dict(res["failed"])
 
 
-def alert_task(indexed: dict, *, settings: Settings | None = None, now: datetime | None = None) -> dict:
+def alert_task(indexed: dict, *, settings: Settings | None = None, now: datetime | None = None,
+               clock: Clock = utcnow, mailer: "Mailer | None" = None) -> dict:
     """Mail every immediate rule's pending matches: this run's (queued by ``index_task``) and any
     left over from earlier runs.  Safe to retry: the sent-log stops a second email."""
-    from .cycle import alert
+    from .steps import alert
 
     settings = _settings(settings)
     staging = Staging.open(settings, _key_from(indexed))
     if not staging.has(INDEX_FILE):
         raise StagingMissing(f"no index result in {staging.path}: index did not finish")
     _, _, rules = _load_configs(settings, alerts=True)
-    with _store(settings) as store:
-        counts = alert([], settings=settings, store=store, rules=rules or [], now=now or utcnow())
+    with open_store(settings) as store:
+        counts = alert(settings=settings, store=store, rules=rules or [], now=now or clock(), mailer=mailer)
     out = {"staging": staging.key, **_ints(counts)}
     log(logger, 20, "alert_done", **out)
     return out
 
 
-def commit_task(alerted: dict, *, settings: Settings | None = None, now: datetime | None = None) -> dict:
+def commit_task(alerted: dict, *, settings: Settings | None = None, now: datetime | None = None,
+                clock: Clock = utcnow) -> dict:
     """Advance every polled feed's state (validators, URL after a 301, backoff), then remove
     the run's staging.  Runs only with an index result in staging; a feed with an item the
     store refused keeps its old state so the item comes back."""
     from .config import FeedConfig
-    from .cycle import PollResult, commit_feed_states
+    from .pollresult import PollResult
+    from .steps import commit_feed_states
 
     settings = _settings(settings)
     staging = Staging(staging_root(settings), _key_from(alerted))
@@ -346,11 +347,13 @@ def commit_task(alerted: dict, *, settings: Settings | None = None, now: datetim
         for rec in staging.read_json(f"{_batch_name(i)}.feeds.json"):
             feed = FeedConfig.model_validate(rec["feed"])
             states[feed.id] = FeedState.from_dict(rec["state"])
-            polls.append(PollResult(feed=feed, fetch=_fetch_from_dict(rec["fetch"]),
-                                    articles=[_id_only_article(aid, feed.id) for aid in rec["article_ids"]],
+            fetch = _fetch_from_dict(rec["fetch"])
+            polls.append(PollResult(feed=feed, fetch=fetch,
+                                    articles=[_id_only_article(aid, feed.id, fetch.fetched_at)
+                                              for aid in rec["article_ids"]],
                                     error=_error_from_dict(rec["error"]), warnings=list(rec["warnings"])))
-    with _store(settings) as store:
-        updated = commit_feed_states(store, polls, states, settings, now or utcnow(), dict(new_by_feed), failed)
+    with open_store(settings) as store:
+        updated = commit_feed_states(store, polls, states, settings, now or clock(), dict(new_by_feed), failed)
     staging.remove()
     out = {"staging": staging.key, "committed": len(updated), "new": sum(new_by_feed.values()),
            "failed_feeds": sum(1 for p in polls if p.error is not None), "dead_letters": len(failed)}
@@ -360,19 +363,20 @@ def commit_task(alerted: dict, *, settings: Settings | None = None, now: datetim
 
 # --- mediamon_digest ------------------------------------------------------------------------------
 
-def digest_task(*, settings: Settings | None = None, now: datetime | None = None, dry_run: bool = False) -> dict:
+def digest_task(*, settings: Settings | None = None, now: datetime | None = None, clock: Clock = utcnow,
+                dry_run: bool = False, mailer: "Mailer | None" = None) -> dict:
     """Mail the pending matches of every digest rule (the same code as ``mediamon alerts digest``)."""
-    from . import alerts
+    from .alerts import send_digest
 
     settings = _settings(settings)
     _, _, rules = _load_configs(settings, alerts=True)
-    with _store(settings) as store:
-        counts = alerts.send_digest(settings=settings, store=store, rules=list(rules or []),
-                                    now=now or utcnow(), dry_run=dry_run)
+    with open_store(settings) as store:
+        counts = send_digest(settings=settings, store=store, rules=list(rules or []), now=now or clock(),
+                             dry_run=dry_run, mailer=mailer)
     out = {"digest_rules": sum(1 for r in rules or [] if r.mode == "digest"), **_ints(counts)}
     log(logger, 20, "digest_done", **out)
     return out
 
 
 __all__ = ["alert_task", "batch_label", "commit_task", "digest_task", "enrich_task", "index_task",
-           "key_for_run", "plan_task", "poll_task"]
+           "key_for_run", "plan_task", "poll_task", "run_time"]

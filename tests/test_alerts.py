@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from email import policy
 from html.parser import HTMLParser
@@ -14,7 +15,7 @@ from html.parser import HTMLParser
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.alerts import alert_stage, group_stories, highlight, safe_link, send_digest
+from pipeline.alerts import alert_stage, group_stories, highlight, queue_matches, safe_link, send_digest
 from pipeline.config import AlertConfig, ThrottleConfig
 from pipeline.models import Article
 from pipeline.store.sqlite import SQLiteStore
@@ -53,9 +54,12 @@ def env(tmp_path, smtp_server):  # noqa: F811
 
 
 def run_stage(settings, store, articles, rules, now=NOW, **kw):
+    """What a cycle does with these articles: queue their matches, index them, deliver."""
+    counts = Counter(queue_matches(articles, store=store, rules=rules, now=now))
     if articles:
         store.index(articles)
-    return alert_stage(articles, settings=settings, store=store, rules=rules, now=now, **kw)
+    counts.update(alert_stage(settings=settings, store=store, rules=rules, now=now, **kw))
+    return dict(counts)
 
 
 def parts(msg) -> tuple[str, str]:
@@ -177,8 +181,7 @@ CRASH_SCRIPT = textwrap.dedent("""
         os._exit(9)  # the process dies after the server accepted, before the sent-log commit
     store.alert_mark_sent = crash
     rule = AlertConfig(id="oreshnik", query="Орешник", recipients=["analyst@example.org"])
-    alert_stage([], settings=settings, store=store, rules=[rule],
-                now=datetime(2026, 11, 23, 12, tzinfo=timezone.utc))
+    alert_stage(settings=settings, store=store, rules=[rule], now=datetime(2026, 11, 23, 12, tzinfo=timezone.utc))
 """)
 
 
@@ -187,7 +190,7 @@ def test_crash_between_send_and_sent_log_gives_at_most_one_duplicate(env):
     r = rule(query="Орешник", recipients=("analyst@example.org",))
     articles = [art(1, "Орешник в Беларуси")]
     store.index(articles)
-    from pipeline.store.base import AlertEntry
+    from pipeline.models import AlertEntry
 
     store.alert_enqueue([AlertEntry("oreshnik", "a0001", ("Орешник",), NOW)])  # queued by an earlier cycle
     proc = subprocess.run([sys.executable, "-c", CRASH_SCRIPT, str(settings.data_dir), str(smtp.port)],
@@ -397,7 +400,8 @@ def test_cli_list_test_digest(tmp_path, monkeypatch):
     store = SQLiteStore(s.store_path)
     try:
         rules = load_alerts(s.config_dir)
-        alert_stage(store.get_articles(["a0001", "a0002"]), settings=s, store=store, rules=rules)
+        queue_matches(store.get_articles(["a0001", "a0002"]), store=store, rules=rules, now=NOW)
+        alert_stage(settings=s, store=store, rules=rules, now=NOW)
     finally:
         store.close()
     assert len(list(s.outbox_dir.glob("*oreshnik-belarus*.eml"))) == 1

@@ -106,3 +106,16 @@ def test_invalid_config_exits_2_naming_file_entry_field(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "feeds.yaml" in proc.stderr and "entry 1 (id 'x')" in proc.stderr and "'source'" in proc.stderr
+
+
+def test_log_json_gives_one_json_object_per_line(tmp_path):
+    """MEDIAMON_LOG_JSON (Settings.log_json) switches the CLI's log lines to JSON."""
+    env = _env(tmp_path)
+    write_feeds_yaml(tmp_path / "config", [
+        {"id": "en", "url": str(FEED_FIXTURES / "en_news.xml"), "source": "EN Example", "language": "en"}])
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--json", "-v"],
+                          env={**env, "MEDIAMON_LOG_JSON": "true"}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stderr.splitlines() if line.strip()]
+    done = [r for r in records if r["event"] == "cycle_done"]
+    assert len(done) == 1 and done[0]["level"] == "info" and done[0]["feeds"] == 1

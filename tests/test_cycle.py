@@ -16,6 +16,7 @@ from pipeline.parse import parse_feed
 from pipeline.store.sqlite import SQLiteStore
 
 from .conftest import FEED_FIXTURES, ROOT, SHARED_FEEDS, make_settings, write_feeds_yaml
+from .test_mail import smtp_server  # noqa: F401 - fixture: a real SMTP server on loopback
 
 OUR_FEEDS = {
     "ru_news.xml": "ru",
@@ -315,3 +316,49 @@ def test_store_failure_mid_poll_stops_the_poll(tmp_path, feed_server):
         assert not [t for t in threading.enumerate() if t.name == "mediamon-poll"]
     finally:
         store.close()
+
+
+def test_edges_are_parameters_http_mail_and_clock(tmp_path, smtp_server):  # noqa: F811
+    """``run_cycle`` takes its edges: the feed comes through an ``httpx.MockTransport`` (no socket,
+    a host that does not exist), the alert goes through the given SMTP mailer (the settings name no
+    SMTP host: without it the email would land in the outbox), and every time comes from the clock."""
+    from datetime import datetime, timezone
+
+    import httpx
+
+    from pipeline.config import AlertConfig, FeedConfig
+    from pipeline.mail import make_mailer
+
+    settings = make_settings(tmp_path)
+    assert settings.smtp_host is None
+    body = (FEED_FIXTURES / "en_news.xml").read_bytes()
+    requested: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requested.append(str(request.url))
+        # a stream, not content=: the fetcher reads the raw body (aiter_raw) to cap and decode it itself
+        return httpx.Response(200, stream=httpx.ByteStream(body),
+                              headers={"content-type": "application/rss+xml", "etag": '"v1"'})
+
+    (tmp_path / "mail").mkdir()
+    mailer = make_mailer(make_settings(tmp_path / "mail", smtp_host="127.0.0.1", smtp_port=smtp_server.port,
+                                       smtp_from="mediamon@example.org", smtp_retry_wait=0.0, smtp_timeout=5.0))
+    at = datetime(2026, 11, 24, 10, 30, tzinfo=timezone.utc)
+    feed = FeedConfig(id="en", url="https://news.example.invalid/feed.xml", source="EN", language="en")
+    rule = AlertConfig(id="oreshnik", query="Oreshnik", recipients=["analyst@example.org"])
+
+    report = run_cycle(settings, feeds=[feed], topics=[], alerts=[rule], transport=httpx.MockTransport(handler),
+                       mailer=mailer, clock=lambda: at)
+
+    c = report.counters_dict()
+    assert requested == ["https://news.example.invalid/feed.xml"]
+    assert c["fetched"] == 1 and c["new"] > 0 and c["indexed"] == c["new"]
+    assert c["alert_emails_sent"] == 1 and len(smtp_server.messages) == 1
+    assert not settings.outbox_dir.exists() or not any(settings.outbox_dir.iterdir())
+    assert report.started_at == at and report.finished_at == at
+    from email.utils import parsedate_to_datetime
+
+    assert parsedate_to_datetime(smtp_server.messages[0][2]["Date"]) == at
+    with SQLiteStore(settings.store_path) as store:
+        state = store.get_feed_states()["en"]
+    assert state.last_fetch_at == at and state.etag == '"v1"'

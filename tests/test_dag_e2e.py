@@ -18,7 +18,9 @@ import yaml
 from pipeline.cycle import run_cycle
 from pipeline.errors import StoreUnavailable
 from pipeline.settings import Settings
+from pipeline.models import to_iso
 from pipeline.staging import key_for_run, staging_root
+from pipeline.tasks import run_time
 from pipeline.store.sqlite import SQLiteStore
 
 from .conftest import FEED_FIXTURES, ROOT, copy_default_topics, make_settings, write_feeds_yaml
@@ -166,6 +168,10 @@ def test_feeds_dag_stores_and_mails_then_second_run_adds_nothing(env):
     assert ids == expected and len(ids) >= 6
     assert set(feed_states) == {"ru-news", "en-news"}
     assert all(s["etag"] and s["last_success_at"] and s["consecutive_failures"] == 0 for s in feed_states.values())
+    # the tasks work at the run's time (its data interval end), not at whatever the clock says then
+    run_at = dr.data_interval_end or dr.logical_date
+    assert run_at is not None
+    assert {s["last_fetch_at"] for s in feed_states.values()} == {to_iso(run_time(run_at))}
 
     # XCom stays small: counts, ids and the staging key only
     xcoms = _xcoms(dr)

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -279,7 +280,8 @@ def test_task_chain_without_airflow_is_idempotent_on_retries(tmp_path, feed_serv
         assert store.get_feed_states() == {}  # nothing advanced before commit
     finally:
         store.close()
-    committed = commit_task(alerted, settings=settings)
+    run_at = datetime(2026, 11, 24, 12, 15, tzinfo=timezone.utc)  # the run's data interval end
+    committed = commit_task(alerted, settings=settings, now=run_at)
     assert committed["committed"] == 2 and committed["new"] == n and not st.exists()
     store = SQLiteStore(settings.store_path)
     try:
@@ -287,10 +289,26 @@ def test_task_chain_without_airflow_is_idempotent_on_retries(tmp_path, feed_serv
         assert store.count() == n
     finally:
         store.close()
-    assert all(s.etag and s.last_new_items > 0 for s in states.values())
+    assert all(s.etag and s.last_new_items > 0 and s.last_fetch_at == run_at for s in states.values())
     # commit retried after it finished (e.g. the XCom push failed): no error, nothing changes
     assert commit_task(alerted, settings=settings)["already_committed"] == 1
 
-    # the feeds were just polled: the next plan has nothing due and leaves no staging behind
-    assert plan_task("manual__t2", settings=settings) == []
+    # the feeds were just polled (at the run's time): the next run, a minute later, has nothing due
+    # and leaves no staging behind; one a day later polls both
+    assert plan_task("manual__t2", settings=settings, now=run_at + timedelta(minutes=1)) == []
     assert not any((tmp_path / "data" / "staging").iterdir())
+    assert len(plan_task("manual__t3", settings=settings, now=run_at + timedelta(days=1))) == 2
+
+
+def test_run_time_is_the_data_interval_end_else_the_logical_date():
+    import pendulum
+
+    from pipeline.tasks import run_time
+
+    end = pendulum.datetime(2026, 11, 24, 12, 15, tz="Europe/Moscow")
+    logical = pendulum.datetime(2026, 11, 24, 12, 0, tz="UTC")
+    got = run_time(end, logical)
+    assert got == datetime(2026, 11, 24, 9, 15, tzinfo=timezone.utc) and type(got) is datetime
+    assert got.tzinfo == timezone.utc
+    assert run_time(None, logical) == logical
+    assert run_time(None, None) is None  # a run without a logical date: the task asks its clock

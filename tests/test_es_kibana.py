@@ -12,7 +12,7 @@ import pytest
 import yaml
 from werkzeug import Request, Response
 
-from pipeline.commands.setup import import_kibana, kibana_objects
+from pipeline.kibana import import_kibana, kibana_objects
 from tests.conftest import make_settings
 from tests.test_es_template import mapped_field
 
@@ -121,7 +121,7 @@ def test_import_request(tmp_path, httpserver, monkeypatch):
                              elasticsearch_password="pw")
     write_topics(settings.config_dir)
     objs = kibana_objects(settings)
-    import pipeline.commands.setup as setup_mod
+    import pipeline.kibana as setup_mod
 
     monkeypatch.setattr(setup_mod.time, "sleep", lambda s: None)  # the pause between tries
     assert import_kibana(settings, objs, wait=5) == len(objs)

@@ -244,7 +244,7 @@ def test_state_indices_are_strict_and_match_their_records():
         assert body["mappings"]["dynamic"] == "strict", fname
     fs = json.loads((ES_DIR / "feed-state.index.json").read_text(encoding="utf-8"))
     assert set(fs["mappings"]["properties"]) == set(FeedState(feed_id="f", url="u").to_dict())
-    from pipeline.store.base import AlertEntry
+    from pipeline.models import AlertEntry
 
     q = json.loads((ES_DIR / "alerts-queue.index.json").read_text(encoding="utf-8"))
     assert set(q["mappings"]["properties"]) == {f.name for f in dataclasses.fields(AlertEntry)}

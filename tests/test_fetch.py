@@ -7,6 +7,7 @@ import gzip
 import time
 from datetime import datetime, timedelta, timezone
 
+import httpx
 import pytest
 from werkzeug import Response
 
@@ -23,11 +24,11 @@ RSS = (FEED_FIXTURES / "ru_news.xml").read_bytes()
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 
 
-def _fetch(settings, url, state=None, feed_id="f"):
+def _fetch(settings, url, state=None, feed_id="f", transport=None):
     feed = FeedConfig(id=feed_id, url=url, source="S")
 
     async def go():
-        client = make_client(settings)
+        client = make_client(settings, transport=transport)
         try:
             return await fetch_feed(client, feed, state, settings)
         finally:
@@ -163,33 +164,31 @@ def test_private_addresses_refused_unless_allowed(tmp_path, httpserver):
     assert _fetch(allowed, httpserver.url_for("/x")).content == RSS
 
 
-def test_every_redirect_hop_is_checked(tmp_path, httpserver, monkeypatch):
-    """The first hop is treated as public (monkeypatched check for the name 'localhost');
-    its redirects to loopback/private/file:/gopher: targets are refused."""
+def test_every_redirect_hop_is_checked(tmp_path):
+    """The first hop is a public address literal answered by an ``httpx.MockTransport`` (nothing is
+    contacted); its redirects to loopback/private/link-local/file:/gopher: targets are refused
+    before any request is made to them."""
     strict = make_settings(tmp_path, allow_private_networks=False)
-    real = fetch_mod.resolve_checked
-
-    async def fake(host, port, settings):
-        if host == "localhost":
-            return None  # pretend public, connect normally (still loopback in reality)
-        return await real(host, port, settings)
-
-    monkeypatch.setattr(fetch_mod, "resolve_checked", fake)
-    port = httpserver.port
+    public = "93.184.215.14"  # a public address: passes the check, never reached (the transport answers)
     targets = {
-        "/to-loopback": f"http://127.0.0.1:{port}/x",
-        "/to-decimal": f"http://2130706433:{port}/x",
+        "/to-loopback": "http://127.0.0.1:8080/x",
+        "/to-decimal": "http://2130706433:8080/x",
         "/to-linklocal": "http://169.254.169.254/latest/meta-data/",
+        "/to-private": "http://10.0.0.7/x",
         "/to-file": "file:///etc/passwd",
         "/to-gopher": "gopher://127.0.0.1:70/_x",
     }
-    for path, target in targets.items():
-        httpserver.expect_request(path).respond_with_response(Response(status=302, headers={"Location": target}))
-    httpserver.expect_request("/x").respond_with_data("secret")
+    seen: list[tuple[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.host, request.url.path))
+        return httpx.Response(302, headers={"Location": targets[request.url.path]})
+
+    transport = httpx.MockTransport(handler)
     for path in targets:
-        res = _fetch(strict, f"http://localhost:{port}{path}")
-        assert isinstance(res.error, BlockedAddressError), path
-    assert all(req.path != "/x" for req, _ in httpserver.log)
+        res = _fetch(strict, f"http://{public}{path}", transport=transport)
+        assert isinstance(res.error, BlockedAddressError), (path, res.error)
+    assert seen == [(public, path) for path in targets]  # only the first hops were requested
 
 
 def test_local_file_feeds_and_conditional_by_mtime(tmp_path):
@@ -211,7 +210,7 @@ def test_per_host_limit_and_global_limit(tmp_path):
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from pipeline.cycle import poll
+    from pipeline.poll import poll
 
     lock = threading.Lock()
     in_flight: dict[str, int] = {}
@@ -265,7 +264,7 @@ def test_per_host_limit_and_global_limit(tmp_path):
 def test_each_host_is_resolved_and_checked_once_per_poll(tmp_path, httpserver, monkeypatch):
     """Feeds of one outlet share its checked resolution within a poll (the address check still
     runs: once per host and port); the next poll resolves again."""
-    from pipeline.cycle import poll
+    from pipeline.poll import poll
 
     calls: list[tuple[str, int]] = []
 

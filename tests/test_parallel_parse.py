@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 import pytest
 
 from pipeline.config import FeedConfig
-from pipeline.cycle import PollResult, parse_and_normalize, poll
+from pipeline.poll import PollResult, parse_and_normalize, poll
 from pipeline.errors import BlockedAddressError, FeedParseError, PermanentFeedError, TransientFeedError
 from pipeline.fetch import FetchResult
 from pipeline.models import Article, TopicMatch, Translation

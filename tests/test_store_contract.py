@@ -1,4 +1,6 @@
-"""One contract suite for every Store backend.
+"""One contract suite for every Store backend, one class per role of ``pipeline.store.base``
+(ArticleStore, FeedStateStore, TranslationCache, AlertLog) and one for the union (``Store``:
+every role, plus close / ``with``).
 
 ``store`` is parametrized: SQLite always; Elasticsearch only when ``MEDIAMON_TEST_ES_URL`` points
 at a real cluster (skipped visibly otherwise).  Optional: ``MEDIAMON_TEST_ES_API_KEY`` or
@@ -16,7 +18,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from pipeline.models import FeedState, TopicMatch, Translation
-from pipeline.store.base import AlertEntry, SearchRequest, Store
+from pipeline.models import AlertEntry
+from pipeline.store.base import (AlertLog, AlertStore, ArticleStore, FeedStateStore, NullTranslationCache,
+                                 SearchRequest, Store, TranslationCache)
 from tests.conftest import make_settings
 from tests.query_cases import make_article
 
@@ -82,164 +86,208 @@ def corpus():
     ]
 
 
-def test_is_a_store(store):
-    assert isinstance(store, Store)
+class TestArticleStore:
+    """Articles: idempotent upsert, lookups, search, counts."""
+
+    def test_plays_the_role(self, store):
+        assert isinstance(store, ArticleStore)
+
+    def test_index_is_idempotent_and_reports_created_updated_unchanged(self, store):
+        arts = corpus()
+        r1 = store.index(arts)
+        assert sorted(r1.created) == ["a1", "a2", "a3", "a4", "a5"] and not r1.updated and not r1.failed
+        r2 = store.index(arts)
+        assert sorted(r2.unchanged) == ["a1", "a2", "a3", "a4", "a5"] and not r2.created and not r2.updated
+        changed = arts[1].replace(summary_en="now with a summary", topics=("missiles", "border"))
+        r3 = store.index([changed, arts[0]])
+        assert r3.updated == ("a2",) and r3.unchanged == ("a1",) and not r3.created
+        assert store.count() == 5
+        assert store.get_articles(["a2"])[0] == changed
+        assert store.index([]).stored == 0
+
+    def test_reingest_with_another_date_does_not_duplicate(self, store):
+        arts = corpus()
+        store.index(arts)
+        moved = arts[0].replace(published_at=T(2, month=12), date_inferred=False)
+        r = store.index([moved])
+        assert r.updated == ("a1",)
+        assert store.count() == 5
+        assert store.search(SearchRequest(query="Oreshnik")).total == 1
+        assert store.get_articles(["a1"]) == [moved]
+
+    def test_known_ids_and_get_articles(self, store):
+        arts = corpus()
+        store.index(arts)
+        assert store.known_ids(["a1", "zz", "a5", "a1"]) == {"a1", "a5"}
+        assert store.known_ids([]) == set()
+        got = store.get_articles(["a5", "missing", "a1"])
+        assert [a.id for a in got] == ["a5", "a1"]
+        assert got[0] == arts[4] and got[1] == arts[0], "round-trip keeps every field"
+
+    def test_pending_translation(self, store):
+        store.index(corpus())
+        assert {a.id for a in store.articles_pending_translation()} == {"a3", "a5"}
+        assert len(store.articles_pending_translation(limit=1)) == 1
+
+    def test_search_query_and_filters(self, store):
+        store.index(corpus())
+        ids = lambda req: [a.id for a in store.search(req).hits]  # noqa: E731
+        assert ids(SearchRequest(query="Орешник")) == ["a1", "a5"], "stemmed Russian, newest first"
+        assert ids(SearchRequest(query="Oreshnik")) == ["a1"], "found in the translation"
+        assert ids(SearchRequest(query="missiles")) == ["a2"]
+        assert ids(SearchRequest(query="Орешник", sort="oldest")) == ["a5", "a1"]
+        assert ids(SearchRequest(topics=("missiles",))) == ["a2", "a1", "a5"]
+        assert ids(SearchRequest(languages=("en",))) == ["a4", "a2"]
+        assert ids(SearchRequest(sources=("TASS",))) == ["a1", "a3"]
+        assert ids(SearchRequest(feed_ids=("ria",))) == ["a5"]
+        assert ids(SearchRequest(since=T(20), until=T(22))) == ["a2", "a1"], "since inclusive, until exclusive"
+        assert ids(SearchRequest(query="Орешник", topics=("strikes",))) == ["a5"]
+        assert ids(SearchRequest(query="source:TASS AND NOT Орешник")) == ["a3"]
+        assert store.search(SearchRequest(query="nothingmatcheshere")).total == 0
+        rel = store.search(SearchRequest(query="Орешник OR missile", sort="relevance"))
+        assert {a.id for a in rel.hits} == {"a1", "a2", "a5"} and rel.total == 3
+
+    def test_search_paging_with_cursor_and_offset(self, store):
+        store.index(corpus())
+        seen: list[str] = []
+        req = SearchRequest(limit=2)
+        pages = 0
+        while True:
+            res = store.search(req)
+            assert res.total == 5
+            seen += [a.id for a in res.hits]
+            pages += 1
+            if not res.next_cursor:
+                break
+            req = SearchRequest(limit=2, cursor=res.next_cursor)
+        assert seen == ["a4", "a2", "a1", "a3", "a5"] and pages == 3
+        assert [a.id for a in store.search(SearchRequest(limit=2, offset=2)).hits] == ["a1", "a3"]
+        first = store.search(SearchRequest(limit=2, sort="oldest"))
+        second = store.search(SearchRequest(limit=2, sort="oldest", cursor=first.next_cursor))
+        assert [a.id for a in first.hits + second.hits] == ["a5", "a3", "a1", "a2"]
+
+    def test_stats(self, store):
+        store.index(corpus())
+        s = store.stats()
+        assert s.total == 5
+        assert s.by_source == {"TASS": 2, "Reuters": 2, "RIA": 1}
+        assert s.by_language == {"ru": 3, "en": 2}
+        assert s.by_topic == {"missiles": 3, "nuclear": 1, "strikes": 1}
+        assert s.by_day == {"2026-11-22": 1, "2026-11-21": 1, "2026-11-20": 1, "2026-11-19": 1, "2026-10-18": 1}
+        assert list(s.by_day) == sorted(s.by_day, reverse=True)
+        f = store.stats(SearchRequest(query="Орешник"))
+        assert f.total == 2 and f.by_topic == {"missiles": 2, "strikes": 1} and f.by_source == {"TASS": 1, "RIA": 1}
+
+    def test_empty_store(self, store):
+        assert store.count() == 0
+        assert store.search(SearchRequest(query="x")).total == 0
+        assert store.stats().total == 0
+        assert store.get_feed_states() == {}
+        assert store.known_ids(["a"]) == set()
 
 
-def test_index_is_idempotent_and_reports_created_updated_unchanged(store):
-    arts = corpus()
-    r1 = store.index(arts)
-    assert sorted(r1.created) == ["a1", "a2", "a3", "a4", "a5"] and not r1.updated and not r1.failed
-    r2 = store.index(arts)
-    assert sorted(r2.unchanged) == ["a1", "a2", "a3", "a4", "a5"] and not r2.created and not r2.updated
-    changed = arts[1].replace(summary_en="now with a summary", topics=("missiles", "border"))
-    r3 = store.index([changed, arts[0]])
-    assert r3.updated == ("a2",) and r3.unchanged == ("a1",) and not r3.created
-    assert store.count() == 5
-    assert store.get_articles(["a2"])[0] == changed
-    assert store.index([]).stored == 0
+class TestFeedStateStore:
+    """Each feed's cursor."""
+
+    def test_plays_the_role(self, store):
+        assert isinstance(store, FeedStateStore)
+
+    def test_feed_state_round_trip(self, store):
+        s1 = FeedState(feed_id="tass", url="https://tass.example/rss", configured_url="https://tass.example/rss",
+                       etag='"abc"', last_modified="Mon, 23 Nov 2026 12:00:00 GMT", last_fetch_at=T(20),
+                       last_success_at=T(20), last_status=200, items_total=42, last_new_items=3,
+                       next_fetch_at=T(20, 13))
+        s2 = FeedState(feed_id="ria", url="https://ria.example/rss", last_error="timeout", last_error_at=T(20),
+                       consecutive_failures=2, disabled=True, disabled_reason="410 Gone")
+        store.save_feed_states([s1, s2])
+        assert store.get_feed_states() == {"tass": s1, "ria": s2}
+        s1b = s1.replace(etag='"def"', consecutive_failures=0)
+        store.save_feed_states([s1b])
+        store.save_feed_states([s1b])
+        assert store.get_feed_states() == {"tass": s1b, "ria": s2}
+        store.save_feed_states([])
 
 
-def test_reingest_with_another_date_does_not_duplicate(store):
-    arts = corpus()
-    store.index(arts)
-    moved = arts[0].replace(published_at=T(2, month=12), date_inferred=False)
-    r = store.index([moved])
-    assert r.updated == ("a1",)
-    assert store.count() == 5
-    assert store.search(SearchRequest(query="Oreshnik")).total == 1
-    assert store.get_articles(["a1"]) == [moved]
+class TestTranslationCache:
+    """Translations by (model, language, text hash)."""
+
+    def test_plays_the_role(self, store):
+        assert isinstance(store, TranslationCache)
+
+    def test_translation_cache(self, store):
+        k1 = ("opus-mt", "ru", "h1")
+        k2 = ("opus-mt", "uk", "h1")
+        store.put_translations([(k1, "Hello"), (k2, "Hi")])
+        assert store.get_translations([k1, k2, ("opus-mt", "ru", "missing")]) == {k1: "Hello", k2: "Hi"}
+        store.put_translations([(k1, "Hello again")])
+        assert store.get_translations([k1]) == {k1: "Hello again"}
+        assert store.get_translations([]) == {}
+        store.put_translations([])
+
+    def test_the_null_cache_keeps_nothing(self):
+        """``mediamon translate --no-cache``: a cache that plays the role and never answers."""
+        null = NullTranslationCache()
+        assert isinstance(null, TranslationCache)
+        k = ("opus-mt", "ru", "h1")
+        null.put_translations([(k, "Hello")])
+        assert null.get_translations([k]) == {}
 
 
-def test_known_ids_and_get_articles(store):
-    arts = corpus()
-    store.index(arts)
-    assert store.known_ids(["a1", "zz", "a5", "a1"]) == {"a1", "a5"}
-    assert store.known_ids([]) == set()
-    got = store.get_articles(["a5", "missing", "a1"])
-    assert [a.id for a in got] == ["a5", "a1"]
-    assert got[0] == arts[4] and got[1] == arts[0], "round-trip keeps every field"
+class TestAlertLog:
+    """The alert queue and sent-log."""
+
+    def test_plays_the_role(self, store):
+        assert isinstance(store, AlertLog)
+
+    def test_alert_queue_and_sent_log(self, store):
+        store.index(corpus())
+        t0 = T(22, 8)
+        entries = [AlertEntry(rule_id="r1", article_id="a1", terms=("Орешник",), queued_at=t0),
+                   AlertEntry(rule_id="r1", article_id="a5", queued_at=t0 + timedelta(minutes=1)),
+                   AlertEntry(rule_id="r2", article_id="a1", queued_at=t0)]
+        assert store.alert_enqueue(entries) == 3
+        assert store.alert_enqueue(entries) == 0, "enqueuing twice changes nothing"
+        pending = store.alert_pending("r1")
+        assert [(e.article_id, e.terms, e.status, e.attempts) for e in pending] == \
+            [("a1", ("Орешник",), "pending", 0), ("a5", (), "pending", 0)]
+        store.alert_record_attempt("r1", ["a5"], at=t0, error="550 mailbox unavailable", failed=True)
+        assert [e.article_id for e in store.alert_pending("r1")] == ["a1"]
+        assert store.alert_retry_failed("r1") == 1
+        again = {e.article_id: e for e in store.alert_pending("r1")}
+        assert again["a5"].attempts == 1 and again["a5"].last_error is None and again["a5"].last_attempt_at == t0
+
+        sent_at = T(22, 9)
+        assert store.alert_mark_sent("r1", ["a1", "a5"], message_id="<m1@x>", sent_at=sent_at) == 2
+        assert store.alert_mark_sent("r1", ["a1"], message_id="<m1@x>", sent_at=sent_at) == 0, "second send refused"
+        assert store.alert_pending("r1") == []
+        assert store.alert_sent_ids("r1", ["a1", "a5", "a2"]) == {"a1", "a5"}
+        assert store.alert_sent_ids("r2", ["a1"]) == set()
+        assert store.alert_enqueue([AlertEntry(rule_id="r1", article_id="a1")]) == 0, "sent pairs are never requeued"
+        assert store.alert_emails_since("r1", sent_at - timedelta(hours=1)) == 1
+        assert store.alert_emails_since("r1", sent_at) == 0
+        summary = store.alert_summary()
+        assert summary["r1"] == {"sent": 2, "emails": 1}
+        assert summary["r2"] == {"pending": 1}
 
 
-def test_pending_translation(store):
-    store.index(corpus())
-    assert {a.id for a in store.articles_pending_translation()} == {"a3", "a5"}
-    assert len(store.articles_pending_translation(limit=1)) == 1
+class TestStore:
+    """The union: one backend playing every role, closed by ``with``."""
 
+    def test_is_a_store(self, store):
+        assert isinstance(store, Store)
+        assert isinstance(store, AlertStore)  # what alert delivery takes
 
-def test_search_query_and_filters(store):
-    store.index(corpus())
-    ids = lambda req: [a.id for a in store.search(req).hits]  # noqa: E731
-    assert ids(SearchRequest(query="Орешник")) == ["a1", "a5"], "stemmed Russian, newest first"
-    assert ids(SearchRequest(query="Oreshnik")) == ["a1"], "found in the translation"
-    assert ids(SearchRequest(query="missiles")) == ["a2"]
-    assert ids(SearchRequest(query="Орешник", sort="oldest")) == ["a5", "a1"]
-    assert ids(SearchRequest(topics=("missiles",))) == ["a2", "a1", "a5"]
-    assert ids(SearchRequest(languages=("en",))) == ["a4", "a2"]
-    assert ids(SearchRequest(sources=("TASS",))) == ["a1", "a3"]
-    assert ids(SearchRequest(feed_ids=("ria",))) == ["a5"]
-    assert ids(SearchRequest(since=T(20), until=T(22))) == ["a2", "a1"], "since inclusive, until exclusive"
-    assert ids(SearchRequest(query="Орешник", topics=("strikes",))) == ["a5"]
-    assert ids(SearchRequest(query="source:TASS AND NOT Орешник")) == ["a3"]
-    assert store.search(SearchRequest(query="nothingmatcheshere")).total == 0
-    rel = store.search(SearchRequest(query="Орешник OR missile", sort="relevance"))
-    assert {a.id for a in rel.hits} == {"a1", "a2", "a5"} and rel.total == 3
+    def test_with_closes_the_store(self, store, monkeypatch):
+        real_close = store.close
+        calls = []
 
+        def close():
+            calls.append(1)
+            real_close()
 
-def test_search_paging_with_cursor_and_offset(store):
-    store.index(corpus())
-    seen: list[str] = []
-    req = SearchRequest(limit=2)
-    pages = 0
-    while True:
-        res = store.search(req)
-        assert res.total == 5
-        seen += [a.id for a in res.hits]
-        pages += 1
-        if not res.next_cursor:
-            break
-        req = SearchRequest(limit=2, cursor=res.next_cursor)
-    assert seen == ["a4", "a2", "a1", "a3", "a5"] and pages == 3
-    assert [a.id for a in store.search(SearchRequest(limit=2, offset=2)).hits] == ["a1", "a3"]
-    first = store.search(SearchRequest(limit=2, sort="oldest"))
-    second = store.search(SearchRequest(limit=2, sort="oldest", cursor=first.next_cursor))
-    assert [a.id for a in first.hits + second.hits] == ["a5", "a3", "a1", "a2"]
-
-
-def test_stats(store):
-    store.index(corpus())
-    s = store.stats()
-    assert s.total == 5
-    assert s.by_source == {"TASS": 2, "Reuters": 2, "RIA": 1}
-    assert s.by_language == {"ru": 3, "en": 2}
-    assert s.by_topic == {"missiles": 3, "nuclear": 1, "strikes": 1}
-    assert s.by_day == {"2026-11-22": 1, "2026-11-21": 1, "2026-11-20": 1, "2026-11-19": 1, "2026-10-18": 1}
-    assert list(s.by_day) == sorted(s.by_day, reverse=True)
-    f = store.stats(SearchRequest(query="Орешник"))
-    assert f.total == 2 and f.by_topic == {"missiles": 2, "strikes": 1} and f.by_source == {"TASS": 1, "RIA": 1}
-
-
-def test_empty_store(store):
-    assert store.count() == 0
-    assert store.search(SearchRequest(query="x")).total == 0
-    assert store.stats().total == 0
-    assert store.get_feed_states() == {}
-    assert store.known_ids(["a"]) == set()
-
-
-def test_feed_state_round_trip(store):
-    s1 = FeedState(feed_id="tass", url="https://tass.example/rss", configured_url="https://tass.example/rss",
-                   etag='"abc"', last_modified="Mon, 23 Nov 2026 12:00:00 GMT", last_fetch_at=T(20),
-                   last_success_at=T(20), last_status=200, items_total=42, last_new_items=3,
-                   next_fetch_at=T(20, 13))
-    s2 = FeedState(feed_id="ria", url="https://ria.example/rss", last_error="timeout", last_error_at=T(20),
-                   consecutive_failures=2, disabled=True, disabled_reason="410 Gone")
-    store.save_feed_states([s1, s2])
-    assert store.get_feed_states() == {"tass": s1, "ria": s2}
-    s1b = s1.replace(etag='"def"', consecutive_failures=0)
-    store.save_feed_states([s1b])
-    store.save_feed_states([s1b])
-    assert store.get_feed_states() == {"tass": s1b, "ria": s2}
-    store.save_feed_states([])
-
-
-def test_translation_cache(store):
-    k1 = ("opus-mt", "ru", "h1")
-    k2 = ("opus-mt", "uk", "h1")
-    store.put_translations([(k1, "Hello"), (k2, "Hi")])
-    assert store.get_translations([k1, k2, ("opus-mt", "ru", "missing")]) == {k1: "Hello", k2: "Hi"}
-    store.put_translations([(k1, "Hello again")])
-    assert store.get_translations([k1]) == {k1: "Hello again"}
-    assert store.get_translations([]) == {}
-    store.put_translations([])
-
-
-def test_alert_queue_and_sent_log(store):
-    store.index(corpus())
-    t0 = T(22, 8)
-    entries = [AlertEntry(rule_id="r1", article_id="a1", terms=("Орешник",), queued_at=t0),
-               AlertEntry(rule_id="r1", article_id="a5", queued_at=t0 + timedelta(minutes=1)),
-               AlertEntry(rule_id="r2", article_id="a1", queued_at=t0)]
-    assert store.alert_enqueue(entries) == 3
-    assert store.alert_enqueue(entries) == 0, "enqueuing twice changes nothing"
-    pending = store.alert_pending("r1")
-    assert [(e.article_id, e.terms, e.status, e.attempts) for e in pending] == \
-        [("a1", ("Орешник",), "pending", 0), ("a5", (), "pending", 0)]
-    store.alert_record_attempt("r1", ["a5"], at=t0, error="550 mailbox unavailable", failed=True)
-    assert [e.article_id for e in store.alert_pending("r1")] == ["a1"]
-    assert store.alert_retry_failed("r1") == 1
-    again = {e.article_id: e for e in store.alert_pending("r1")}
-    assert again["a5"].attempts == 1 and again["a5"].last_error is None and again["a5"].last_attempt_at == t0
-
-    sent_at = T(22, 9)
-    assert store.alert_mark_sent("r1", ["a1", "a5"], message_id="<m1@x>", sent_at=sent_at) == 2
-    assert store.alert_mark_sent("r1", ["a1"], message_id="<m1@x>", sent_at=sent_at) == 0, "second send refused"
-    assert store.alert_pending("r1") == []
-    assert store.alert_sent_ids("r1", ["a1", "a5", "a2"]) == {"a1", "a5"}
-    assert store.alert_sent_ids("r2", ["a1"]) == set()
-    assert store.alert_enqueue([AlertEntry(rule_id="r1", article_id="a1")]) == 0, "sent pairs are never requeued"
-    assert store.alert_emails_since("r1", sent_at - timedelta(hours=1)) == 1
-    assert store.alert_emails_since("r1", sent_at) == 0
-    summary = store.alert_summary()
-    assert summary["r1"] == {"sent": 2, "emails": 1}
-    assert summary["r2"] == {"pending": 1}
+        monkeypatch.setattr(store, "close", close)
+        with store as entered:
+            assert entered is store
+            assert entered.count() == 0
+        assert calls == [1]
+        store.close()  # closing again is harmless (the fixture closes it once more)

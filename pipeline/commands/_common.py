@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+from datetime import datetime
 from typing import Iterator
 
 import typer
@@ -38,11 +39,28 @@ def build_settings(**overrides) -> Settings:
     return base.model_copy(update=clean) if clean else base
 
 
+def parse_since(value: str | None) -> datetime | None:
+    """``--since`` / ``--until`` (``7d``, ``24h``, an ISO date) counted back from now; a bad value
+    is a usage error (see ``pipeline.dates.parse_since``)."""
+    from ..dates import parse_since as parse
+    from ..models import utcnow
+
+    try:
+        return parse(value, utcnow())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
 def setup_logging(verbose: int = 0) -> None:
+    """Log to stderr at WARNING (-v INFO, -vv DEBUG), as JSON lines when ``MEDIAMON_LOG_JSON`` is true."""
     level = logging.WARNING - 10 * verbose
     from ..logs import configure_logging
 
-    configure_logging(level)
+    try:
+        json_lines = Settings().log_json
+    except Exception:  # noqa: BLE001 - an invalid MEDIAMON_* is reported by build_settings, with its name
+        json_lines = False
+    configure_logging(level, json_lines=json_lines)
 
 
 @contextlib.contextmanager

@@ -47,11 +47,8 @@ def list_rules(
 
     with cli_errors():
         settings, rules = _load(config_dir, data_dir)
-        store = open_store(settings)
-        try:
+        with open_store(settings) as store:
             summary = store.alert_summary()
-        finally:
-            store.close()
     rows = []
     for r in rules:
         s = summary.get(r.id, {})
@@ -97,7 +94,7 @@ def test(
     from ..alerts import test_rule
     from ..models import to_iso
     from ..store import open_store
-    from .core import parse_since
+    from ._common import parse_since
 
     with cli_errors():
         settings, rules = _load(config_dir, data_dir)
@@ -107,11 +104,8 @@ def test(
             console.print(f"[red]no alert rule {escape(rule_id)!r}[/] (rules: {escape(known)})")
             raise typer.Exit(2)
         since_dt = None if (since or "").lower() == "all" else parse_since(since)
-        store = open_store(settings)
-        try:
+        with open_store(settings) as store:
             hits, total = test_rule(rule, store, since=since_dt, limit=limit)
-        finally:
-            store.close()
     if json_out:
         typer.echo(json.dumps([{"id": h.article.id, "title": h.article.title, "title_en": h.article.title_en,
                                 "source": h.article.source, "published_at": to_iso(h.article.published_at),
@@ -148,18 +142,16 @@ def digest(
     Example: mediamon alerts digest --dry-run
     """
     from ..alerts import RuleOutcome, send_digest
+    from ..models import utcnow
     from ..store import open_store
 
     setup_logging(verbose)
     outcomes: list[RuleOutcome] = []
     with cli_errors():
         settings, rules = _load(config_dir, data_dir)
-        store = open_store(settings)
-        try:
-            counts = send_digest(settings=settings, store=store, rules=rules, dry_run=dry_run,
+        with open_store(settings) as store:
+            counts = send_digest(settings=settings, store=store, rules=rules, now=utcnow(), dry_run=dry_run,
                                  on_outcome=outcomes.append)
-        finally:
-            store.close()
     if json_out:
         typer.echo(json.dumps(counts))
     else:
@@ -192,11 +184,8 @@ def retry(
 
     with cli_errors():
         settings, _rules = _load(config_dir, data_dir)
-        store = open_store(settings)
-        try:
+        with open_store(settings) as store:
             n = store.alert_retry_failed(rule_id)
-        finally:
-            store.close()
     console.print(f"{n} item(s) of rule {escape(rule_id)} queued again")
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Optional
 
@@ -14,34 +12,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..fetch import redact_url
-from ..models import to_iso, utcnow
+from ..models import to_iso
 from ..store import SearchRequest, open_store
-from ._common import config_dir_option, DataDirOpt, build_settings, cli_errors, console, setup_logging
+from ._common import DataDirOpt, build_settings, cli_errors, config_dir_option, console, parse_since, setup_logging
 
 feeds_app = typer.Typer(help="Inspect configured feeds.\n\nExample: mediamon feeds list", no_args_is_help=True)
 
 ConfigDirOpt = config_dir_option()
 SearchConfigDirOpt = config_dir_option("aliases.yaml")
-
-
-def parse_since(value: str | None, now: datetime | None = None) -> datetime | None:
-    """'7d', '24h', '30m', '2w' or an ISO date/datetime → aware UTC datetime."""
-    if not value:
-        return None
-    now = now or utcnow()
-    m = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", value)
-    if m:
-        n, unit = int(m.group(1)), m.group(2)
-        delta = {"m": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n),
-                 "w": timedelta(weeks=n)}[unit]
-        return now - delta
-    try:
-        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise typer.BadParameter(f"expected an ISO date (2026-11-20) or a duration like 7d, 24h: {value!r}") from exc
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
 
 
 def run(
@@ -123,15 +101,12 @@ def search(
                             sources=tuple(source), since=parse_since(since), until=parse_since(until),
                             sort="oldest" if oldest else "newest", limit=limit,
                             aliases=load_aliases(settings.config_dir))
-        store = open_store(settings)
-        try:
+        with open_store(settings) as store:
             try:
                 result = store.search(req)
             except QuerySyntaxError as exc:
                 console.print(f"[red]query error:[/] {escape(str(exc))}", highlight=False)
                 raise typer.Exit(2) from exc
-        finally:
-            store.close()
     if json_out:
         hits = [{"id": a.id, "title": a.title, "title_en": a.title_en, "source": a.source,
                  "language": a.language, "published_at": to_iso(a.published_at), "topics": list(a.topics),
@@ -164,11 +139,8 @@ def stats(
     """
     with cli_errors():
         settings = build_settings(data_dir=data_dir)
-        store = open_store(settings)
-        try:
+        with open_store(settings) as store:
             st = store.stats(SearchRequest(since=parse_since(since)))
-        finally:
-            store.close()
     if json_out:
         typer.echo(json.dumps(st.to_dict(), ensure_ascii=False))
         return
@@ -198,11 +170,8 @@ def feeds_list(
     with cli_errors():
         settings = build_settings(config_dir=config_dir, data_dir=data_dir)
         feeds = load_feeds(settings.config_dir)
-        store = open_store(settings)
-        try:
+        with open_store(settings) as store:
             states = store.get_feed_states()
-        finally:
-            store.close()
     rows = []
     for f in feeds:
         s = states.get(f.id)
@@ -245,7 +214,7 @@ def feeds_check(
 
     Example: mediamon feeds check https://www.themoscowtimes.com/rss/news
     """
-    from ..cycle import check_feed
+    from ..poll import check_feed
 
     with cli_errors():
         settings = build_settings()

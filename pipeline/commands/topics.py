@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -14,7 +13,8 @@ from rich.tree import Tree
 
 from ..config import TopicConfig, load_topics
 from ..errors import ConfigError
-from ..models import Article
+from ..evaluation import evaluate, item_article, labelled_items
+from ..models import Article, utcnow
 from ._common import config_dir_option, build_settings, cli_errors, console, read_jsonl
 
 topics_app = typer.Typer(
@@ -32,18 +32,6 @@ def _load(config_dir: Optional[Path]) -> tuple[list[TopicConfig], object]:
     if not topics:
         raise ConfigError(f"{Path(settings.config_dir) / 'topics.yaml'}: no topics defined")
     return topics, settings
-
-
-def _article_from(obj: dict, n: int, path: str) -> Article:
-    if not isinstance(obj.get("id"), (str, int)):
-        raise ConfigError(f"{path}: line {n}: field 'id' is required")
-    d = {"id": str(obj["id"]), "title": obj.get("title") or "", "summary": obj.get("summary") or "",
-         "language": obj.get("language"), "content": obj.get("content"), "title_en": obj.get("title_en"),
-         "summary_en": obj.get("summary_en"), "source": obj.get("source") or "", "feed_id": obj.get("feed_id") or ""}
-    for k in ("title", "summary"):
-        if not isinstance(d[k], str):
-            raise ConfigError(f"{path}: line {n}: field {k!r} must be a string")
-    return Article.from_dict(d)
 
 
 # --- classify -------------------------------------------------------------------------------------
@@ -73,81 +61,16 @@ def classify(
             batch.clear()
 
         n = 0
+        now = utcnow()
         for obj in read_jsonl(file):
             n += 1
-            batch.append(_article_from(obj, n, file))
+            batch.append(item_article(obj, n, file, now=now))
             if len(batch) >= 256:
                 flush()
         flush()
 
 
 # --- eval-topics ----------------------------------------------------------------------------------
-
-@dataclass
-class TopicScore:
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-
-    @property
-    def precision(self) -> float:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
-
-    @property
-    def recall(self) -> float:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
-
-    @property
-    def f1(self) -> float:
-        p, r = self.precision, self.recall
-        return 2 * p * r / (p + r) if p + r else 0.0
-
-
-@dataclass
-class Evaluation:
-    per_topic: dict[str, TopicScore]
-    errors: list[dict] = field(default_factory=list)
-    items: int = 0
-
-    @property
-    def micro(self) -> TopicScore:
-        s = TopicScore()
-        for t in self.per_topic.values():
-            s.tp += t.tp
-            s.fp += t.fp
-            s.fn += t.fn
-        return s
-
-    def to_dict(self) -> dict:
-        r = lambda x: round(x, 4)  # noqa: E731
-        m = self.micro
-        return {"topics": {k: {"precision": r(v.precision), "recall": r(v.recall), "f1": r(v.f1),
-                               "tp": v.tp, "fp": v.fp, "fn": v.fn} for k, v in self.per_topic.items()},
-                "micro": {"precision": r(m.precision), "recall": r(m.recall), "f1": r(m.f1)}}
-
-
-def evaluate(items: Sequence[tuple[Article, set[str]]], topics: list[TopicConfig], classifier=None) -> Evaluation:
-    """Precision/recall/F1 per topic of the classifier against gold labels."""
-    from ..classify import classify_stage
-
-    articles = [a for a, _ in items]
-    out, _ = classify_stage(articles, topics, classifier)
-    ev = Evaluation({t.id: TopicScore() for t in topics}, items=len(items))
-    for a, (_, gold) in zip(out, items):
-        pred = set(a.topics)
-        terms = {m.topic: list(m.terms) for m in a.topic_matches}
-        for t in topics:
-            s = ev.per_topic[t.id]
-            if t.id in pred and t.id in gold:
-                s.tp += 1
-            elif t.id in pred:
-                s.fp += 1
-                ev.errors.append({"kind": "fp", "topic": t.id, "id": a.id, "title": a.title, "terms": terms[t.id]})
-            elif t.id in gold:
-                s.fn += 1
-                ev.errors.append({"kind": "fn", "topic": t.id, "id": a.id, "title": a.title, "terms": []})
-    return ev
-
 
 def eval_topics(
     file: Path = typer.Argument(..., help="Labelled JSONL: {id, title, summary, topics, language?}."),
@@ -168,13 +91,8 @@ def eval_topics(
 
     with cli_errors():
         topics, settings = _load(config_dir)
-        known = {t.id for t in topics}
-        items: list[tuple[Article, set[str]]] = []
-        for n, obj in enumerate(read_jsonl(str(file)), start=1):
-            gold = obj.get("topics")
-            if not isinstance(gold, list):
-                raise ConfigError(f"{file}: line {n}: field 'topics' must be a list")
-            items.append((_article_from(obj, n, str(file)), set(gold) & known))
+        # read lazily: a bad line fails with its number before the rest is read
+        items = labelled_items(read_jsonl(str(file)), str(file), topics, now=utcnow())
         classifier = None if rules_only else load_classifier(settings)
         ev = evaluate(items, topics, classifier)
     if json_out:
@@ -266,7 +184,7 @@ def topics_explain(
             raise ConfigError(f"unknown topic {topic!r}; known: {', '.join(by_id)}")
         t = by_id[topic]
         article = Article.from_dict({"id": "explain", "title": text, "summary": summary, "title_en": text_en,
-                                     "language": language})
+                                     "language": language}, missing_dates=utcnow())
         explanation = parse_query(t.query, t.aliases).explain(article)
     applies = not t.languages or language is None or language in t.languages
     if json_out:

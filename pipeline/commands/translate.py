@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from itertools import islice
 from typing import Iterator, Optional
@@ -51,6 +52,7 @@ def translate(
     """
     from ..errors import ModelUnavailable
     from ..store import open_store
+    from ..store.base import NullTranslationCache, TranslationCache
     from ..translate import get_translator, translate_stage
 
     setup_logging(verbose)
@@ -64,13 +66,10 @@ def translate(
         except ModelUnavailable as exc:
             raise ModelUnavailable(f"{exc}; pass --model with a local model directory or a hub id "
                                    "reachable from here (network access to the Hugging Face Hub)") from exc
-        if no_cache:
-            from ..store.sqlite import SQLiteStore
-
-            store = SQLiteStore(":memory:")
-        else:
-            store = open_store(settings)
-        try:
+        # --no-cache: a cache that keeps nothing; else the store's cache (opened, and closed, here)
+        with contextlib.ExitStack() as stack:
+            cache: TranslationCache = (NullTranslationCache() if no_cache
+                                       else stack.enter_context(open_store(settings)))
             objs = iter(read_jsonl(file))
             offset = 0
             while True:
@@ -81,7 +80,7 @@ def translate(
                 offset += len(block)
                 # the stage takes the translator loaded above from the process-wide cache
                 # (and per-language models from MEDIAMON_TRANSLATION_MODELS, if any)
-                out, _ = translate_stage([a for _, _, a in pairs], settings=settings, store=store)
+                out, _ = translate_stage([a for _, _, a in pairs], settings=settings, store=cache)
                 for (obj, text_mode, _), a in zip(pairs, out):
                     rec: dict = {"id": obj.get("id", a.id), "language": a.language}
                     if text_mode:
@@ -91,8 +90,6 @@ def translate(
                         rec["summary_en"] = a.summary_en
                     rec["translation"] = a.translation.to_dict()
                     typer.echo(json.dumps(rec, ensure_ascii=False))
-        finally:
-            store.close()
 
 
 def register(app: typer.Typer) -> None:

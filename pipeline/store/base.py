@@ -1,16 +1,24 @@
-"""The Store protocol: one adapter per backend (SQLite embedded, Elasticsearch).
+"""The store ports: one protocol per role, ``Store`` their union; one adapter per backend.
 
-Every method is idempotent where it writes: indexing the same Article twice
-leaves one document; saving the same feed state twice is a no-op.
+    ArticleStore      articles: upsert, lookups, search, counts     (deduplicate, index, search)
+    FeedStateStore    each feed's cursor                             (plan, commit)
+    TranslationCache  translations by model + text hash              (translate)
+    AlertLog          the alert queue and sent-log                   (queue alerts, deliver)
+    Store             all four + close / ``with``                    (SQLite embedded, Elasticsearch)
+
+Stages take only the role they use, so a test can hand one a small fake of that role and a
+reader sees at a glance what a stage touches.  Every method is idempotent where it writes:
+indexing the same Article twice leaves one document; saving the same feed state twice is a no-op.
+``AlertEntry`` lives in ``pipeline.models`` (re-exported here for older imports).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Iterable, Literal, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Iterable, Literal, Protocol, Self, Sequence, runtime_checkable
 
-from ..models import Article, FeedState
+from ..models import AlertEntry, Article, FeedState
 
 if TYPE_CHECKING:
     from ..aliases import Aliases
@@ -26,6 +34,11 @@ class IndexResult:
     @property
     def stored(self) -> int:
         return len(self.created) + len(self.updated) + len(self.unchanged)
+
+    @property
+    def stored_ids(self) -> set[str]:
+        """Ids that are in the store now (created, updated or already there unchanged)."""
+        return set(self.created) | set(self.updated) | set(self.unchanged)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,41 +81,168 @@ class Stats:
 
 TranslationKey = tuple[str, str, str]  # (model, source language, sha1 of the source text)
 
+# Errors, for every method of every role below: ``StoreUnavailable`` (pipeline.errors) when the
+# backend cannot be reached or a write failed for a reason that may pass (locked or full SQLite
+# file, Elasticsearch down, 5xx, 429 after retries): transient, the cycle or the Airflow task is
+# retried.  ``StoreError`` when the backend refuses for good (a file that is not a mediamon store,
+# a newer schema, indices missing, a mapping conflict): permanent, a person must act.  Nothing
+# else is raised for a backend problem.  A method that raises has changed nothing, or only
+# what an idempotent retry writes again.
+
 
 @runtime_checkable
-class Store(Protocol):
-    # articles
-    def known_ids(self, ids: Iterable[str]) -> set[str]: ...
-    def index(self, articles: Sequence[Article]) -> IndexResult: ...
-    def get_articles(self, ids: Iterable[str]) -> list[Article]: ...
-    def articles_pending_translation(self, limit: int = 1000) -> list[Article]: ...
-    def search(self, request: SearchRequest) -> SearchResult: ...
-    def stats(self, request: SearchRequest | None = None) -> Stats: ...
-    def count(self) -> int: ...
-    # feed state
-    def get_feed_states(self) -> dict[str, FeedState]: ...
-    def save_feed_states(self, states: Iterable[FeedState]) -> None: ...
-    # translation cache
-    def get_translations(self, keys: Iterable[TranslationKey]) -> dict[TranslationKey, str]: ...
-    def put_translations(self, items: Iterable[tuple[TranslationKey, str]]) -> None: ...
-    # lifecycle
-    def close(self) -> None: ...
-    # alerts: durable queue + sent-log, keyed by (rule_id, article_id); see AlertEntry
-    def alert_enqueue(self, entries: Iterable["AlertEntry"]) -> int: ...
-    def alert_pending(self, rule_id: str) -> list["AlertEntry"]: ...
+class ArticleStore(Protocol):
+    """The articles: idempotent upsert by id, lookups, search, counts."""
+
+    def known_ids(self, ids: Iterable[str]) -> set[str]:
+        """The subset of ``ids`` already stored.  Raises StoreUnavailable / StoreError."""
+        ...
+
+    def index(self, articles: Sequence[Article]) -> IndexResult:
+        """Upsert by id.  One bad article never fails the batch: it is in ``failed`` (a dead
+        letter) with the reason.  Raises StoreUnavailable when the backend failed as a whole (for
+        Elasticsearch after the whole batch was sent: what was stored stays stored), StoreError
+        when it refuses every write."""
+        ...
+
+    def get_articles(self, ids: Iterable[str]) -> list[Article]:
+        """The stored articles among ``ids`` (missing ids are left out).  Raises StoreUnavailable / StoreError."""
+        ...
+
+    def articles_pending_translation(self, limit: int = 1000) -> list[Article]:
+        """Stored articles whose translation could not run (status ``unavailable``), oldest first.
+        Raises StoreUnavailable / StoreError."""
+        ...
+
+    def search(self, request: SearchRequest) -> SearchResult:
+        """One page of hits.  Raises QuerySyntaxError for a bad query, ValueError for a bad
+        cursor, StoreUnavailable / StoreError for the backend."""
+        ...
+
+    def stats(self, request: SearchRequest | None = None) -> Stats:
+        """Counts by source, language, topic and day (of the request's hits, else of all).
+        Raises as :meth:`search`."""
+        ...
+
+    def count(self) -> int:
+        """Number of stored articles.  Raises StoreUnavailable / StoreError."""
+        ...
+
+
+@runtime_checkable
+class FeedStateStore(Protocol):
+    """Each feed's cursor: validators, URL after a 301, backoff, disabled (see FeedState)."""
+
+    def get_feed_states(self) -> dict[str, FeedState]:
+        """Every stored state by feed id.  Raises StoreUnavailable / StoreError."""
+        ...
+
+    def save_feed_states(self, states: Iterable[FeedState]) -> None:
+        """Replace the states of these feeds (saving the same state twice is a no-op).
+        Raises StoreUnavailable / StoreError; then no cursor advanced (SQLite: one transaction;
+        Elasticsearch: each state is one document, a retry writes them again)."""
+        ...
+
+
+@runtime_checkable
+class TranslationCache(Protocol):
+    """Translations by (model + settings, language, text hash): a text is never translated twice."""
+
+    def get_translations(self, keys: Iterable[TranslationKey]) -> dict[TranslationKey, str]:
+        """The cached translations among ``keys``.  Raises StoreUnavailable / StoreError."""
+        ...
+
+    def put_translations(self, items: Iterable[tuple[TranslationKey, str]]) -> None:
+        """Cache these translations (an existing key is overwritten).  Raises StoreUnavailable /
+        StoreError; the translation stage logs it and goes on without the cache."""
+        ...
+
+
+@runtime_checkable
+class AlertLog(Protocol):
+    """The durable alert queue and the sent-log, keyed by (rule_id, article_id); the contract is
+    spelled out below the protocols.  Every method raises StoreUnavailable / StoreError."""
+
+    def alert_enqueue(self, entries: Iterable["AlertEntry"]) -> int:
+        """Queue new pairs as pending; pairs already queued or sent are skipped.  Returns how many were new."""
+        ...
+
+    def alert_pending(self, rule_id: str) -> list["AlertEntry"]:
+        """The rule's pending pairs (not ``failed``, not in the sent-log), oldest queued first."""
+        ...
+
     def alert_record_attempt(self, rule_id: str, article_ids: Iterable[str], *, at: datetime,
-                             error: str | None, failed: bool = False, count: bool = True) -> None: ...
+                             error: str | None, failed: bool = False, count: bool = True) -> None:
+        """Note a delivery attempt (``failed``: permanent, the pairs stop being pending)."""
+        ...
+
     def alert_mark_sent(self, rule_id: str, article_ids: Iterable[str], *, message_id: str,
-                        sent_at: datetime) -> int: ...
-    def alert_emails_since(self, rule_id: str, since: datetime) -> int: ...
-    def alert_sent_ids(self, rule_id: str, article_ids: Iterable[str]) -> set[str]: ...
-    def alert_summary(self) -> dict[str, dict[str, int]]: ...
-    def alert_retry_failed(self, rule_id: str) -> int: ...
+                        sent_at: datetime) -> int:
+        """Sent-log rows + queue removal + one email-log row, in one step.  Returns pairs newly logged."""
+        ...
+
+    def alert_emails_since(self, rule_id: str, since: datetime) -> int:
+        """Emails sent for the rule since ``since`` (the throttle)."""
+        ...
+
+    def alert_sent_ids(self, rule_id: str, article_ids: Iterable[str]) -> set[str]:
+        """The subset of ``article_ids`` already mailed for the rule."""
+        ...
+
+    def alert_summary(self) -> dict[str, dict[str, int]]:
+        """Per rule: pending, failed and sent counts (``mediamon alerts list``)."""
+        ...
+
+    def alert_retry_failed(self, rule_id: str) -> int:
+        """Put the rule's failed pairs back to pending.  Returns how many."""
+        ...
+
+
+@runtime_checkable
+class AlertStore(ArticleStore, AlertLog, Protocol):
+    """What alert delivery uses: the alert log, and the articles its emails show."""
+
+
+class Closing:
+    """Lifecycle shared by the stores: ``with open_store(settings) as store: ...`` closes it."""
+
+    def close(self) -> None:  # pragma: no cover - every store overrides it
+        pass
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+@runtime_checkable
+class Store(ArticleStore, FeedStateStore, TranslationCache, AlertLog, Protocol):
+    """One backend playing every role (SQLite embedded, Elasticsearch), usable as a context manager."""
+
+    def close(self) -> None:
+        """Release the connection; idempotent."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
+class NullTranslationCache:
+    """A :class:`TranslationCache` that keeps nothing (``mediamon translate --no-cache``)."""
+
+    def get_translations(self, keys: Iterable[TranslationKey]) -> dict[TranslationKey, str]:
+        return {}
+
+    def put_translations(self, items: Iterable[tuple[TranslationKey, str]]) -> None:
+        for _ in items:  # consume, as a real cache would
+            pass
 
 
 # --- alerts -----------------------------------------------------------------------------------
 #
-# Contract of the alert methods (implemented by every store; pipeline/alerts.py is the only caller):
+# Contract of the AlertLog methods (implemented by every store; pipeline/alerts/ is the only caller):
 #
 # * The *queue* holds matched (rule_id, article_id) pairs that are not delivered yet, with status
 #   ``pending`` (will be mailed) or ``failed`` (permanent SMTP error; kept for inspection, not
@@ -116,15 +256,6 @@ class Store(Protocol):
 # * Every write is idempotent: enqueuing a pair twice, or marking it sent twice, changes nothing.
 
 
-@dataclass(frozen=True, slots=True)
-class AlertEntry:
-    """One (rule, article) match waiting for delivery."""
-
-    rule_id: str
-    article_id: str
-    terms: tuple[str, ...] = ()  # matched terms as found in the text (for highlighting)
-    queued_at: datetime | None = None
-    status: Literal["pending", "failed"] = "pending"
-    attempts: int = 0
-    last_error: str | None = None
-    last_attempt_at: datetime | None = None
+__all__ = ["AlertEntry", "AlertLog", "AlertStore", "ArticleStore", "Closing", "FeedStateStore", "IndexResult",
+           "NullTranslationCache", "SearchRequest", "SearchResult", "Stats", "Store", "TranslationCache",
+           "TranslationKey"]

@@ -51,7 +51,7 @@ from ..analysis import analyse_lemmas
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..logs import log
 from ..models import Article, FeedState, from_iso, to_iso
-from .base import AlertEntry, IndexResult, SearchRequest, SearchResult, Stats, TranslationKey
+from .base import AlertEntry, Closing, IndexResult, SearchRequest, SearchResult, Stats, TranslationKey
 
 logger = logging.getLogger("mediamon.store.elasticsearch")
 
@@ -186,7 +186,7 @@ class PartialWriteError(StoreUnavailable):
 
 # --- the store ------------------------------------------------------------------------------------
 
-class ElasticsearchStore:
+class ElasticsearchStore(Closing):
     """Store Protocol over Elasticsearch.  Build it with :meth:`from_settings`, or pass a client."""
 
     def __init__(self, client: Any, *, prefix: str = "mediamon", es_dir: Path | None = None,

@@ -30,7 +30,7 @@ from typing import Iterable, Sequence
 from ..analysis import FIELD_GAP, analyse, analyse_lemmas
 from ..errors import StoreError, StoreUnavailable
 from ..models import Article, FeedState, to_iso
-from .base import AlertEntry, IndexResult, SearchRequest, SearchResult, Stats, TranslationKey
+from .base import AlertEntry, Closing, IndexResult, SearchRequest, SearchResult, Stats, TranslationKey
 
 FTS_COLUMNS = ("title", "summary", "content", "title_raw", "summary_raw", "content_raw",
                "title_lem", "summary_lem", "content_lem")
@@ -214,7 +214,7 @@ def _decode_cursor(cursor: str) -> tuple[str, int]:
         raise ValueError(f"invalid cursor: {cursor!r}") from exc
 
 
-class SQLiteStore:
+class SQLiteStore(Closing):
     """The embedded default store.  ``SQLiteStore(path)`` creates or migrates the file."""
 
     def __init__(self, path: Path | str, *, timeout: float = 30.0):

@@ -1,4 +1,4 @@
-"""Translation of non-English items to English (DESIGN.md data flow: translate).
+"""Translation of non-English items to English (docs/DESIGN.md, "Data flow": translate).
 
 Importing this package is cheap: torch and transformers load only when a model is
 first needed (:func:`get_translator`).  Layout::

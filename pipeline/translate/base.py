@@ -1,6 +1,6 @@
 """The backend-neutral part of translation: the ``Translator`` protocol and output checks.
 
-A backend (transformers/MarianMT here; CTranslate2 later) only has to count source
+A backend (transformers/MarianMT in ``marian.py``, CTranslate2 in ``ctranslate2.py``) only has to count source
 tokens and translate a batch of texts that already fit its input limit.  Sentence
 splitting, chunk packing, the cache, batching across articles, provenance and error
 handling live in :mod:`pipeline.translate.stage` and are shared by every backend.

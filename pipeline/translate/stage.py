@@ -40,6 +40,7 @@ from ..errors import ModelUnavailable, StoreError
 from ..logs import get_logger, log
 from ..models import Article, Translation
 from ..settings import Settings
+from ..store.base import TranslationCache
 from .base import Translator, looks_suspicious
 from .chunking import Chunks, chunk_text
 
@@ -229,7 +230,7 @@ def _translate_group(items: list[_Item], tr: Translator, store, batch_size: int,
     return out
 
 
-def translate_stage(articles: Sequence[Article], *, settings: Settings, store,
+def translate_stage(articles: Sequence[Article], *, settings: Settings, store: TranslationCache,
                     translator: Translator | None = None) -> tuple[list[Article], dict[str, int]]:
     """Translate every non-English Article; see the module docstring.  Never raises for
     model or item problems: they end up in each Article's ``translation``."""

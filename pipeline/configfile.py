@@ -1,0 +1,41 @@
+"""What every configuration file shares: YAML reading with errors that name the file, and ids.
+
+Kept apart from :mod:`pipeline.config` (the entry models) so that :mod:`pipeline.aliases` can use it
+without importing the config loader that imports it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+def check_id(value: str) -> str:
+    if not ID_RE.match(value):
+        raise ValueError("must be 1-64 chars of lowercase letters, digits, '_', '-', '.'")
+    return value
+
+
+def load_yaml_list(path: Path, key: str) -> list[Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8: {exc}") from exc
+    if raw is None:
+        return []
+    if isinstance(raw, dict):
+        raw = raw.get(key, [])
+    if not isinstance(raw, list):
+        raise ConfigError(f"{path}: expected a list of entries under '{key}:'")
+    return raw

@@ -1,0 +1,111 @@
+"""Measuring the topic rules: precision, recall and F1 per topic against labelled items.
+
+``mediamon eval-topics`` reads labelled JSONL (``{id, title, summary, topics, language?}``),
+classifies the items exactly as the cycle does (``pipeline.classify.classify_stage``) and
+compares with the labels; :class:`Evaluation` holds the counts and the false positives (with the
+terms that matched) and false negatives.  :func:`item_article` turns one hand-written item (the
+input of ``classify`` and ``eval-topics``) into an Article, naming the line of a bad one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterable, Sequence
+
+from .config import TopicConfig
+from .errors import ConfigError
+from .models import Article
+
+
+def item_article(obj: dict, n: int, path: str, *, now: datetime) -> Article:
+    """Line ``n`` of ``path`` (a dict) as an Article dated ``now`` (the items carry no dates).
+    Raises ConfigError naming the line and the field when the item is unusable."""
+    if not isinstance(obj.get("id"), (str, int)):
+        raise ConfigError(f"{path}: line {n}: field 'id' is required")
+    d = {"id": str(obj["id"]), "title": obj.get("title") or "", "summary": obj.get("summary") or "",
+         "language": obj.get("language"), "content": obj.get("content"), "title_en": obj.get("title_en"),
+         "summary_en": obj.get("summary_en"), "source": obj.get("source") or "", "feed_id": obj.get("feed_id") or ""}
+    for k in ("title", "summary"):
+        if not isinstance(d[k], str):
+            raise ConfigError(f"{path}: line {n}: field {k!r} must be a string")
+    return Article.from_dict(d, missing_dates=now)
+
+
+def labelled_items(rows: Iterable[dict], path: str, topics: Sequence[TopicConfig], *,
+                   now: datetime) -> list[tuple[Article, set[str]]]:
+    """(article, gold topic ids among ``topics``) for each labelled row; ConfigError names a bad line."""
+    known = {t.id for t in topics}
+    items: list[tuple[Article, set[str]]] = []
+    for n, obj in enumerate(rows, start=1):
+        gold = obj.get("topics")
+        if not isinstance(gold, list):
+            raise ConfigError(f"{path}: line {n}: field 'topics' must be a list")
+        items.append((item_article(obj, n, path, now=now), set(gold) & known))
+    return items
+
+
+@dataclass
+class TopicScore:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+
+@dataclass
+class Evaluation:
+    per_topic: dict[str, TopicScore]
+    errors: list[dict] = field(default_factory=list)
+    items: int = 0
+
+    @property
+    def micro(self) -> TopicScore:
+        s = TopicScore()
+        for t in self.per_topic.values():
+            s.tp += t.tp
+            s.fp += t.fp
+            s.fn += t.fn
+        return s
+
+    def to_dict(self) -> dict:
+        r = lambda x: round(x, 4)  # noqa: E731
+        m = self.micro
+        return {"topics": {k: {"precision": r(v.precision), "recall": r(v.recall), "f1": r(v.f1),
+                               "tp": v.tp, "fp": v.fp, "fn": v.fn} for k, v in self.per_topic.items()},
+                "micro": {"precision": r(m.precision), "recall": r(m.recall), "f1": r(m.f1)}}
+
+
+def evaluate(items: Sequence[tuple[Article, set[str]]], topics: list[TopicConfig], classifier: Any = None) -> Evaluation:
+    """Precision/recall/F1 per topic of the classifier against gold labels."""
+    from .classify import classify_stage
+
+    articles = [a for a, _ in items]
+    out, _ = classify_stage(articles, topics, classifier)
+    ev = Evaluation({t.id: TopicScore() for t in topics}, items=len(items))
+    for a, (_, gold) in zip(out, items):
+        pred = set(a.topics)
+        terms = {m.topic: list(m.terms) for m in a.topic_matches}
+        for t in topics:
+            s = ev.per_topic[t.id]
+            if t.id in pred and t.id in gold:
+                s.tp += 1
+            elif t.id in pred:
+                s.fp += 1
+                ev.errors.append({"kind": "fp", "topic": t.id, "id": a.id, "title": a.title, "terms": terms[t.id]})
+            elif t.id in gold:
+                s.fn += 1
+                ev.errors.append({"kind": "fn", "topic": t.id, "id": a.id, "title": a.title, "terms": []})
+    return ev

@@ -1,0 +1,273 @@
+"""The stage order of one monitoring cycle, written once.
+
+    plan → poll → deduplicate → enrich (translate + classify) → queue alerts → index
+         → alert (deliver) → commit feed state
+
+Each step is one function here.  ``cycle.run_cycle`` (``mediamon run``) calls them in one
+process, storing batches while polling goes on; ``pipeline.tasks`` (the ``mediamon_feeds``
+DAG) calls the same functions as separate Airflow tasks, the batches waiting in the run's
+staging directory in between.  The two differ only in how the steps are scheduled and where the
+batches wait; what a step does, what it counts and in which order is decided here.
+
+Every step takes only the store role it uses (``pipeline.store.base``): planning and committing
+read and write feed state, deduplication and indexing the articles, enrichment the translation
+cache, queueing and delivering alerts the alert log.  No step reads the clock: the time is passed
+in (the cycle's clock, the Airflow run's data interval).
+
+Feed state (validators, URL after a 301, backoff) is saved only by :func:`commit_feed_states`,
+after the feed's new items were indexed: if anything before that fails or the process dies, the
+next run fetches the same items again and stores each exactly once (ids are deterministic,
+indexing is an upsert).  Alert matches are queued *before* indexing, so no crash can lose one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+
+from .config import AlertConfig, FeedConfig, TopicConfig
+from .errors import TransientFeedError
+from .fetch import FetchResult
+from .logs import get_logger, log
+from .models import Article, FeedState
+from .politeness import is_due, next_state, reconcile
+from .pollresult import FeedOutcome, PollResult
+from .settings import Settings
+from .store.base import AlertLog, AlertStore, ArticleStore, FeedStateStore, IndexResult, TranslationCache
+
+if TYPE_CHECKING:
+    from .classify import TopicClassifier
+    from .mail import Mailer
+
+logger = get_logger(__name__)
+
+# Stage names passed to a ``hook`` (tests use it to inject crashes between stages).
+STAGES = ("planned", "polled", "deduplicated", "translated", "classified", "queued", "indexed", "alerted",
+          "committed")
+
+COUNTER_KEYS = ("feeds", "due", "skipped", "fetched", "not_modified", "failed_feeds", "items_seen", "new",
+                "duplicates", "indexed", "index_failed", "errors")
+
+Hook = Callable[[str], None]
+
+
+# --- plan ---------------------------------------------------------------------------------------
+
+def respects_interval(*, scheduled: bool) -> bool:
+    """The feed-interval policy, decided here and nowhere else.
+
+    A *scheduled* run (the ``mediamon_feeds`` DAG, every 15 minutes) polls a feed only once its
+    ``interval`` (feeds.yaml; default ``MEDIAMON_DEFAULT_INTERVAL``) has passed since its last
+    fetch.  An *on-demand* run (``mediamon run``) was asked for now by a person: it polls every
+    enabled feed that is not backing off, whatever its interval (conditional GET makes that cheap).
+    Both skip feeds disabled in the configuration or by HTTP 410 and feeds backing off after
+    errors or ``Retry-After``; ``force`` (``mediamon run --force``, the DAG's ``force`` parameter)
+    polls every enabled feed now, backoff included.
+    """
+    return scheduled
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The feeds to poll now, the ones skipped (with the reason), and every feed's current state."""
+
+    states: dict[str, FeedState]
+    due: list[FeedConfig]
+    skipped: list[FeedOutcome]
+
+    def counters(self) -> dict[str, int]:
+        return {"feeds": len(self.states), "due": len(self.due), "skipped": len(self.skipped)}
+
+
+def feed_states(feeds: Sequence[FeedConfig], store: FeedStateStore) -> dict[str, FeedState]:
+    """The stored state of every configured feed, reconciled with its configuration (a feed whose
+    URL changed in feeds.yaml starts afresh)."""
+    stored = store.get_feed_states()
+    return {f.id: reconcile(f, stored.get(f.id)) for f in feeds}
+
+
+def plan(feeds: Sequence[FeedConfig], store: FeedStateStore, settings: Settings, now: datetime, *,
+         force: bool = False, scheduled: bool = False) -> Plan:
+    """Feeds to poll now, and the ones skipped (disabled, backing off, not due); see
+    :func:`respects_interval` for the policy."""
+    states = feed_states(feeds, store)
+    respect = respects_interval(scheduled=scheduled)
+    due: list[FeedConfig] = []
+    skipped: list[FeedOutcome] = []
+    for feed in feeds:
+        if force and feed.enabled:
+            due.append(feed)
+            continue
+        ok, reason = is_due(feed, states.get(feed.id), now, settings, respect_interval=respect)
+        if ok:
+            due.append(feed)
+        else:
+            skipped.append(FeedOutcome(feed.id, "skipped", error=reason))
+    return Plan(states, due, skipped)
+
+
+# --- poll (the engine is pipeline.poll) ---------------------------------------------------------------
+
+def tally_polls(polls: Sequence[PollResult], counters: Counter) -> list[Article]:
+    """Count fetched / not_modified / failed feeds and items seen; return all polled articles."""
+    articles: list[Article] = []
+    for p in polls:
+        if p.error is not None:
+            counters["failed_feeds"] += 1
+            counters["errors"] += 1
+        elif p.fetch.not_modified:
+            counters["not_modified"] += 1
+        else:
+            counters["fetched"] += 1
+        counters["items_seen"] += len(p.articles)
+        articles.extend(p.articles)
+    return articles
+
+
+# --- deduplicate --------------------------------------------------------------------------------------
+
+def drop_known(store: ArticleStore, articles: Iterable[Article]) -> tuple[list[Article], int]:
+    """Articles not yet in the store, first occurrence wins within the batch; (new, duplicates)."""
+    batch: dict[str, Article] = {}
+    dup = 0
+    for a in articles:
+        if a.id in batch:
+            dup += 1
+            continue
+        batch[a.id] = a
+    known = store.known_ids(batch)
+    new = [a for i, a in batch.items() if i not in known]
+    return new, dup + len(known)
+
+
+def deduplicate(store: ArticleStore, articles: Iterable[Article], counters: Counter) -> list[Article]:
+    """:func:`drop_known`, counting ``new`` and ``duplicates``."""
+    new, dups = drop_known(store, articles)
+    counters["new"] += len(new)
+    counters["duplicates"] += dups
+    return new
+
+
+# --- enrich -------------------------------------------------------------------------------------------
+
+_CLASSIFIERS: dict[tuple, "TopicClassifier | None"] = {}  # one model load per process
+
+
+def enrich(articles: Sequence[Article], *, settings: Settings, cache: TranslationCache,
+           topics: Sequence[TopicConfig], hook: Hook | None = None) -> tuple[list[Article], dict[str, int]]:
+    """Translate then classify (one task in Airflow so the model loads once)."""
+    from .classify import classify_stage, load_classifier
+    from .errors import ModelUnavailable
+    from .translate import translate_stage
+
+    counts: Counter = Counter()
+    out, c = translate_stage(articles, settings=settings, store=cache)
+    counts.update(c)
+    if hook:
+        hook("translated")
+    classifier = None
+    if settings.classifier_model:
+        key = (settings.classifier_model, settings.classifier_threshold, settings.classifier_device)
+        try:
+            classifier = _CLASSIFIERS.get(key) or _CLASSIFIERS.setdefault(key, load_classifier(settings))
+        except ModelUnavailable as exc:
+            # rules still classify; the model is optional
+            log(logger, 40, "classifier_unavailable", model=settings.classifier_model, error=str(exc),
+                fix="set MEDIAMON_CLASSIFIER_MODEL to a loadable hub id or local path, or unset it")
+            counts["classifier_unavailable"] += 1
+    out, c = classify_stage(out, list(topics), classifier)
+    counts.update(c)
+    if hook:
+        hook("classified")
+    return list(out), dict(counts)
+
+
+def enrich_with_retries(new: Sequence[Article], *, settings: Settings, cache: TranslationCache,
+                        topics: Sequence[TopicConfig], counters: Counter, retry_from: ArticleStore | None,
+                        seen_ids: Iterable[str] = (), hook: Hook | None = None) -> list[Article]:
+    """:func:`enrich` the new articles plus, when ``retry_from`` is given, the ones stored earlier
+    whose translation could not run (model unavailable then) and that are not new in this run
+    (``new`` and ``seen_ids``: a run's earlier batches); counts ``translation_retried`` and the
+    enrichment counters."""
+    skip = {a.id for a in new} | set(seen_ids)
+    retry = [] if retry_from is None else [a for a in retry_from.articles_pending_translation()
+                                           if a.id not in skip]
+    counters["translation_retried"] += len(retry)
+    enriched, counts = enrich(list(new) + retry, settings=settings, cache=cache, topics=topics, hook=hook)
+    counters.update(counts)
+    return enriched
+
+
+# --- queue alerts, index ------------------------------------------------------------------------------
+
+def queue_alerts(articles: Sequence[Article], *, alert_log: AlertLog, rules: Sequence[AlertConfig],
+                 now: datetime) -> dict[str, int]:
+    """Match and durably queue alert pairs (before indexing: a crash later loses no match)."""
+    if not rules or not articles:
+        return {}
+    from .alerts import queue_matches
+
+    return queue_matches(articles, store=alert_log, rules=list(rules), now=now)
+
+
+def index(store: ArticleStore, articles: Sequence[Article]) -> IndexResult:
+    """Store the articles (an idempotent upsert by id); refused items are in ``failed``."""
+    if not articles:
+        return IndexResult()
+    return store.index(articles)
+
+
+def queue_and_index(articles: Sequence[Article], *, store: ArticleStore, alert_log: AlertLog,
+                    rules: Sequence[AlertConfig], now: datetime, counters: Counter,
+                    hook: Hook | None = None) -> IndexResult:
+    """Queue the alert matches of ``articles``, then index them; counts ``indexed``,
+    ``index_failed`` and ``errors`` (one per dead letter), logs each dead letter."""
+    counters.update(queue_alerts(articles, alert_log=alert_log, rules=rules, now=now))
+    if hook:
+        hook("queued")
+    result = index(store, articles)
+    counters["indexed"] += len(result.created) + len(result.updated)
+    counters["index_failed"] += len(result.failed)
+    counters["errors"] += len(result.failed)
+    for aid, reason in result.failed.items():
+        log(logger, 40, "index_dead_letter", article_id=aid, error=reason)
+    if hook:
+        hook("indexed")
+    return result
+
+
+# --- alert --------------------------------------------------------------------------------------------
+
+def alert(*, settings: Settings, store: AlertStore, rules: Sequence[AlertConfig], now: datetime,
+          mailer: "Mailer | None" = None) -> dict[str, int]:
+    """Mail every immediate rule's pending matches: this cycle's (queued before indexing) and
+    any left over.  ``mailer`` defaults to the one the settings describe."""
+    if not rules:
+        return {}
+    from .alerts import alert_stage
+
+    return alert_stage(settings=settings, store=store, rules=list(rules), now=now, mailer=mailer)
+
+
+# --- commit -------------------------------------------------------------------------------------------
+
+def commit_feed_states(store: FeedStateStore, polls: Sequence[PollResult], states: dict[str, FeedState],
+                       settings: Settings, now: datetime, new_by_feed: dict[str, int],
+                       failed_ids: Iterable[str] = ()) -> list[FeedState]:
+    """Advance the state of every polled feed.  Called only after indexing succeeded.
+    A feed with a dead-lettered item keeps its old validators, so the item comes back."""
+    failed = set(failed_ids)
+    updated = []
+    for p in polls:
+        state = reconcile(p.feed, states.get(p.feed.id))
+        err = p.error
+        if err is None and any(a.id in failed for a in p.articles):
+            err = TransientFeedError("some items could not be stored; will fetch again")
+        fetch = p.fetch if err is None else FetchResult(p.feed.id, p.fetch.url, p.fetch.final_url,
+                                                        status=err.status, error=err)
+        updated.append(next_state(state, fetch, now, settings, new_items=new_by_feed.get(p.feed.id, 0)))
+    if updated:
+        store.save_feed_states(updated)
+    return updated
