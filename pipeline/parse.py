@@ -319,11 +319,13 @@ def _prepare(text: str) -> bytes:
     # the prolog as an XML parser sees it, or as feedparser's own head split sees it, whichever is
     # longer (a stray "</x>" before the DOCTYPE, or a megabyte of comment, must not hide entities)
     m_head = _FEEDPARSER_HEAD_END_RE.search(text)
-    prolog_end = max(_first_element_start(text), m_head.start() if m_head else len(text))
+    prolog_end = max(root := _first_element_start(text), m_head.start() if m_head else len(text))
     if _ENTITY_DECL_RE.search(text, 0, prolog_end):
         kind = "in its DTD" if _DOCTYPE_RE.search(text, 0, prolog_end) else "before its root element"
         raise FeedParseError(f"refused: the document declares XML entities {kind} "
                              "(entity expansion / external entity attack)")
+    if root > PROLOG_KEEP:
+        text = _slim_prolog(text, root)
     text = _CHARREF_RE.sub(_safe_charref, text)
     # rewrite the declaration to match the bytes we hand over
     m = re.match(r"<\?xml[^>]{0,200}\?>", text)
@@ -331,6 +333,26 @@ def _prepare(text: str) -> bytes:
         decl = re.sub(r"""encoding\s*=\s*["'][^"']*["']""", 'encoding="utf-8"', m.group(0))
         text = decl + text[m.end():]
     return text.encode("utf-8")
+
+
+PROLOG_KEEP = 64 * 1024  # a longer prolog is cut down to its XML and DOCTYPE declarations
+
+
+def _slim_prolog(text: str, root: int) -> str:
+    """The document with a long prolog (megabytes of comments, PIs or bogus ``<!x>``, already
+    checked for entity declarations) reduced to its XML declaration and a DOCTYPE of sane size:
+    feedparser's fallback parser took ~10 s per 4 MB of ``<!x>``, and none of it is content."""
+    keep = []
+    m = re.match(r"<\?xml[^>]{0,200}\?>", text)
+    if m:
+        keep.append(m.group(0))
+    d = _DOCTYPE_RE.search(text, 0, root)
+    if d is not None:
+        end = _first_element_start(text[d.start():root] + "<x>")  # the DOCTYPE's own end
+        if 0 < end <= PROLOG_KEEP:
+            keep.append(text[d.start():d.start() + end])
+    keep.append("\n")
+    return "".join(keep) + text[root:]
 
 
 def _safe_charref(m: re.Match) -> str:
@@ -396,8 +418,10 @@ def _first_element_start(text: str) -> int:
 _BLOCK_TAG_RE = re.compile(
     r"</?(?:br|p|div|li|ul|ol|h[1-6]|tr|td|th|table|blockquote|pre|section|article|header|footer|"
     r"dd|dt|dl|figcaption|hr)\b[^<>]*>", re.I)
-# SVG and MathML: nh3 drops foreign content with its text; as plain <span>s their text stays
-_FOREIGN_TAG_RE = re.compile(r"<(/?)(?:svg|math)\b", re.I)
+# SVG and MathML: nh3 drops foreign content with its text, so we take the text out first
+_FOREIGN_START_RE = re.compile(r"<(svg|math)\b", re.I)
+_SCRIPT_STYLE_RE = re.compile(r"<(script|style)\b", re.I)
+_ANY_TAG_RE = re.compile(r"<[^<>]*>")
 # elements whose content is not text a reader sees (raw text in HTML5: an <iframe>'s "content"
 # is markup that would otherwise come out as literal tags)
 _DROP_WITH_CONTENT = {"script", "style", "iframe", "noembed", "noframes", "noscript", "xmp", "template"}
@@ -431,13 +455,74 @@ def _strip_comments(value: str) -> str:
     return "".join(out)
 
 
+_HEAD_START_RE = re.compile(r"<head[\s>]", re.I)
+_HEAD_END_RE = re.compile(r"</head\s*>", re.I)
+
+
+def _drop_head(value: str) -> str:
+    """A whole HTML document as a value: its <head> (title, meta, styles) is not the text.  Linear:
+    one search for each start, one for each end, never two for the same stretch."""
+    out: list[str] = []
+    i = 0
+    while True:
+        m = _HEAD_START_RE.search(value, i)
+        if m is None:
+            break
+        e = _HEAD_END_RE.search(value, m.end())
+        if e is None:
+            break
+        out.append(value[i:m.start()])
+        i = e.end()
+    out.append(value[i:])
+    return "".join(out)
+
+
+def _drop_script_style(value: str) -> str:
+    """<script>/<style> elements removed with their content (an unclosed one: to the end).  Linear."""
+    out: list[str] = []
+    i = 0
+    while True:
+        m = _SCRIPT_STYLE_RE.search(value, i)
+        if m is None:
+            break
+        out.append(value[i:m.start()])
+        e = re.compile(rf"</{m.group(1)}\s*>", re.I).search(value, m.end())
+        if e is None:
+            i = len(value)
+            break
+        i = e.end()
+    out.append(value[i:])
+    return " ".join(out)
+
+
+def _foreign_to_text(value: str) -> str:
+    """Each <svg>/<math> element replaced by its text (tags become spaces, scripts and styles go),
+    escaped so nh3 keeps it as text.  Linear: each element's end is searched for once, from its start."""
+    out: list[str] = []
+    i = 0
+    while True:
+        m = _FOREIGN_START_RE.search(value, i)
+        if m is None:
+            break
+        end_tag = re.compile(rf"</{m.group(1)}\s*>", re.I).search(value, m.end())
+        stop = end_tag.end() if end_tag else len(value)
+        inner = value[m.start():stop]
+        inner = _drop_script_style(inner)
+        inner = _ANY_TAG_RE.sub(" ", inner)
+        out.append(value[i:m.start()])
+        out.append(html.escape(html.unescape(inner), quote=False))
+        i = stop
+    out.append(value[i:])
+    return "".join(out)
+
+
 def html_to_text(value: str, *, paragraphs: bool = False) -> str:
     """HTML fragment → plain text (tags removed, script/style dropped, entities decoded).  Block
     tags become line breaks (``paragraphs=True`` keeps them; else callers collapse them).
     Every step is linear in the value."""
     if "<" in value:
-        value = _strip_comments(value)
-        value = _FOREIGN_TAG_RE.sub(r"<\1span", value)
+        value = _drop_head(_strip_comments(value))
+        value = _foreign_to_text(value)
         value = _BLOCK_TAG_RE.sub("\n", value)
         value = nh3.clean(value, tags=set(), clean_content_tags=_DROP_WITH_CONTENT, attributes={},
                           strip_comments=True)
