@@ -4,27 +4,32 @@ feedparser never fetches anything here: it gets a ``BytesIO`` (a ``str`` or
 ``bytes`` argument could be taken for a URL or a file name).  Before feedparser
 sees the document we:
 
-1. decode it ourselves: BOM, then the declared charset (HTTP header, XML
-   declaration) when the bytes really are in it, else charset detection
-   (charset-normalizer).  A document that is valid UTF-8 with multi-byte
-   sequences is UTF-8 whatever it declares (windows-1251 labels on UTF-8 bodies,
-   UTF-8 labels on windows-1251 bodies both happen);
+1. decode it ourselves (:func:`decode_bytes`): BOM → the declared encoding if the bytes really
+   are in it → UTF-16/32 by the NUL pattern → UTF-8, also "almost UTF-8" (a few invalid
+   sequences become U+FFFD and are counted) → detection among the code pages Russian/English
+   feeds use.  Every fallback is a warning with its reason (logged once per feed);
 2. drop characters that are illegal in XML (C0 controls) and whitespace before
    the XML declaration;
 3. refuse documents that declare entities (billion laughs, quadratic blow-up and
    external entities all need ``<!ENTITY``; feedparser's fallback parser would
    expand them itself), in linear time: one regex over the prolog, taken as the
-   longer of the XML prolog and feedparser's own head split;
-4. replace numeric character references to surrogates/controls/out-of-range
-   code points (they crash feedparser's fallback parser) with U+FFFD, then hand
-   feedparser UTF-8 with a matching declaration;
-5. refuse documents with absurd item counts (counted on the decoded text, any
-   case) before parsing them.
+   longer of the XML prolog and feedparser's own head split; a prolog longer than
+   64 KiB is then cut down to its XML and DOCTYPE declarations;
+4. neutralise numeric character references of any length or padding that name a
+   surrogate/control/out-of-range code point (they crash feedparser's fallback parser),
+   then hand feedparser UTF-8 with a matching declaration;
+5. refuse documents with absurd item counts (real ``<item>``/``<entry>`` elements, any
+   case, not the text of CDATA sections or comments) before parsing them.
 
-Text fields come out as *plain text*: HTML (``text/html`` and xhtml) is turned
-into text with nh3 (script/style contents dropped), entities decoded,
-whitespace collapsed.  ``text/plain`` values stay text: a title ``<script>`` is
-the seven characters, never markup; every renderer downstream escapes.
+Every text field (title, summary, content, author, categories) is *plain text*, made by one
+function (:func:`clean_text` / ``_plain``) from the field's declared type, whatever feedparser put
+where: HTML, XHTML and any other non-text type through :func:`html_to_text` (comments, <head>,
+script/style/iframe contents dropped; SVG/MathML text kept; entities decoded); ``text/plain``
+stays text (a title ``<script>`` is those characters, entities decoded once and never into
+markup); a value with no declared type (feedparser copies content into ``summary``) is HTML if it
+looks like markup.  A content-only entry gets a summary of its first paragraph(s)
+(:func:`summary_from_content`), and ``content`` keeps the full text.  Every scan over feed text
+is linear in its length.
 """
 
 from __future__ import annotations
@@ -179,8 +184,10 @@ class Decoded:
 
 
 # share of invalid sequences among the non-ASCII sequences up to which a body is "almost UTF-8"
-# (a single-byte Cyrillic page decoded as UTF-8 has nearly every non-ASCII byte invalid)
-ALMOST_UTF8_MAX_INVALID = 0.01
+# (a single-byte Cyrillic page read as UTF-8 has nearly every non-ASCII byte invalid: a cp1251
+# letter is a valid UTF-8 lead byte only before one of the few bytes 0x80-0xBF it uses for
+# punctuation, so real text never comes near 5 %)
+ALMOST_UTF8_MAX_INVALID = 0.05
 
 
 _SINGLE_BYTE_CODECS = frozenset(filter(None, (_valid_codec(a) for a in _SINGLE_BYTE_ALIASES)))

@@ -14,6 +14,12 @@ same test capture).  A worker that dies (a hostile body that crashes or exhausts
 the pool: the feeds in flight are retried once in a fresh pool, and a feed that kills a worker
 twice gets a per-feed FeedParseError; other feeds are not affected.
 
+Each document has a CPU-time budget in the worker (``settings.parse_cpu_seconds``, enforced with
+``ITIMER_PROF``): past it the feed fails with that reason and the worker goes on with the next.
+Every pool process exits as soon as the process that owns the pool is gone, however it ended
+(SIGKILL, SIGTERM, a crash): a thread in each worker waits on the parent's pidfd.  (The thread path
+has no such budget: signals reach only the main thread; every scan in parse.py is linear.)
+
 As with any multiprocessing use, a script that calls the cycle directly must guard its top level
 with ``if __name__ == "__main__":`` (the workers import the main module); the ``mediamon`` CLI,
 Airflow tasks and pytest do.  A pool that cannot start or answer falls back to the thread.
