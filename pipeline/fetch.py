@@ -207,8 +207,8 @@ class _BoundedDecoder:
             if self._d is None or self._d.eof:
                 if self._d is not None and self.kind == "deflate":
                     return  # bytes after the end of a deflate stream: ignored (as browsers do)
-                if self._d is not None and not data.strip(b"\0"):
-                    return  # zero padding after the last gzip member
+                if self._d is not None and not data.startswith(b"\x1f"):
+                    return  # padding or junk after the last gzip member (ignored, as curl and browsers do)
                 self._new_stream(data)
             out = self._d.decompress(data, self.cap - self.total + 1)
             self._add(out)
@@ -260,7 +260,15 @@ _ROOT_START_RE = re.compile(rb"<([A-Za-z_][\w.:-]*)")
 def _root_closed(body: bytes) -> bool:
     """Whether a body ends with the end tag of its root element (NUL bytes of UTF-16/32 ignored):
     the only sign of a whole document when the connection's close was the only delimiter."""
-    tail = body[-512:].replace(b"\0", b"")
+    tail = body[-4096:].replace(b"\0", b"")
+    for _ in range(8):  # comments and PIs after the root ("<!-- generated in 0.2 s -->") are fine
+        tail = tail.rstrip()
+        if tail.endswith(b"-->") and (c := tail.rfind(b"<!--")) >= 0:
+            tail = tail[:c]
+        elif tail.endswith(b"?>") and (c := tail.rfind(b"<?")) >= 0:
+            tail = tail[:c]
+        else:
+            break
     m = _END_TAG_AT_END_RE.search(tail)
     if m is None:
         return False
