@@ -432,7 +432,6 @@ _ANY_TAG_RE = re.compile(r"<[^<>]*>")
 # elements whose content is not text a reader sees (raw text in HTML5: an <iframe>'s "content"
 # is markup that would otherwise come out as literal tags)
 _DROP_WITH_CONTENT = {"script", "style", "iframe", "noembed", "noframes", "noscript", "xmp", "template"}
-_PARA_SPLIT_RE = re.compile(r"\s*\n\s*")
 # markup in a value whose type nobody declared (feedparser copies content into ``summary``)
 _LOOKS_HTML_RE = re.compile(r"</?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]*)?/?>|<!--")
 
@@ -536,7 +535,8 @@ def html_to_text(value: str, *, paragraphs: bool = False) -> str:
     text = html.unescape(value)
     if not paragraphs:
         return text
-    return "\n".join(p for p in _PARA_SPLIT_RE.split(text.strip()) if p)
+    # str.split, not a regex: '\s*\n\s*' rescans a long run of spaces from each of its positions
+    return "\n".join(p for p in (x.strip() for x in text.split("\n")) if p)
 
 
 def _unescape_plain(text: str) -> str:
