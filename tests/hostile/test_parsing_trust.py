@@ -217,7 +217,7 @@ def test_6_a_prolog_of_bogus_declarations_scans_in_linear_time(hserver, hsetting
 def test_6_a_document_over_its_cpu_budget_fails_alone(hserver, hsettings, warm):
     """A pool worker stops a parse past ``parse_cpu_seconds`` of CPU time: that feed fails with the
     reason, the others are stored."""
-    settings = hsettings.model_copy(update={"parse_cpu_seconds": 0.2, "parse_pool_min_bytes": 0,
+    settings = hsettings.model_copy(update={"parse_cpu_seconds": 0.3, "parse_pool_min_bytes": 0,
                                             "parse_workers": 2})
     big = gen.many_items(4_000, compact=False)  # ~1 s of parsing on the development machine
     f = _serve(hserver, big)
