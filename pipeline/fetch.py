@@ -24,7 +24,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import ipaddress
+import os
+import re
 import socket
+import stat
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -64,6 +67,7 @@ class FetchResult:
     error: FeedError | None = None
     elapsed: float = 0.0
     fetched_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    content_language: str | None = None  # the Content-Language header: a language hint for parsing
 
     @property
     def not_modified(self) -> bool:
@@ -158,20 +162,29 @@ async def _resolve_once(host: str, port: int, settings: Settings) -> str | None:
 
 
 class _BoundedDecoder:
-    """gzip/deflate decoding with a hard cap on output size."""
+    """gzip/deflate decoding with a hard cap on output size, that knows when a body is whole.
+
+    * gzip: every member is decoded (RFC 1952 allows several, one after the other); the body must
+      end at the end of a member: a stream cut short is an error, not a shorter document;
+    * deflate: the zlib format (RFC 1950) or, as servers also send it, raw deflate (RFC 1951),
+      told apart by the zlib header; it too must reach its end-of-stream marker.
+    """
 
     def __init__(self, encoding: str, cap: int):
         self.cap = cap
         self.total = 0
         enc = (encoding or "identity").strip().lower()
         if enc in ("gzip", "x-gzip"):
-            self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self.kind = "gzip"
         elif enc == "deflate":
-            self._d = zlib.decompressobj()
+            self.kind = "deflate"
         elif enc in ("identity", ""):
-            self._d = None
+            self.kind = None
         else:
             raise PermanentFeedError(f"unsupported Content-Encoding {encoding!r}")
+        self._d = None
+        self._head = b""  # deflate: bytes held back until the header decides zlib vs raw
+        self.members = 0
         self.parts: list[bytes] = []
 
     def _add(self, data: bytes) -> None:
@@ -180,28 +193,120 @@ class _BoundedDecoder:
             raise PermanentFeedError(f"response body exceeds {self.cap} bytes (decoded)")
         self.parts.append(data)
 
+    def _new_stream(self, first: bytes) -> None:
+        if self.kind == "gzip":
+            self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        else:
+            # a zlib header: CM = 8 in the low nibble and the 16-bit header a multiple of 31
+            is_zlib = len(first) >= 2 and (first[0] & 0x0F) == 8 and ((first[0] << 8) | first[1]) % 31 == 0
+            self._d = zlib.decompressobj(zlib.MAX_WBITS if is_zlib else -zlib.MAX_WBITS)
+        self.members += 1
+
+    def _decompress(self, data: bytes) -> None:
+        while data:
+            if self._d is None or self._d.eof:
+                if self._d is not None and self.kind == "deflate":
+                    return  # bytes after the end of a deflate stream: ignored (as browsers do)
+                if self._d is not None and not data.startswith(b"\x1f"):
+                    return  # padding or junk after the last gzip member (ignored, as curl and browsers do)
+                self._new_stream(data)
+            out = self._d.decompress(data, self.cap - self.total + 1)
+            self._add(out)
+            while self._d.unconsumed_tail:
+                out = self._d.decompress(self._d.unconsumed_tail, self.cap - self.total + 1)
+                if not out:
+                    break
+                self._add(out)
+            data = self._d.unused_data if self._d.eof else b""
+
     def feed(self, chunk: bytes) -> None:
-        if self._d is None:
+        if self.kind is None:
             self._add(chunk)
             return
+        if self._d is None and self.kind == "deflate" and len(self._head) + len(chunk) < 2:
+            self._head += chunk
+            return
+        chunk, self._head = self._head + chunk, b""
         try:
-            data = self._d.decompress(chunk, self.cap - self.total + 1)
-            self._add(data)
-            while self._d.unconsumed_tail:
-                data = self._d.decompress(self._d.unconsumed_tail, self.cap - self.total + 1)
-                if not data:
-                    break
-                self._add(data)
+            self._decompress(chunk)
         except zlib.error as exc:
             raise PermanentFeedError(f"corrupt compressed body: {exc}") from exc
 
     def finish(self) -> bytes:
-        if self._d is not None:
-            try:
-                self._add(self._d.flush())
-            except zlib.error as exc:
-                raise PermanentFeedError(f"corrupt compressed body: {exc}") from exc
+        if self.kind is not None:
+            if self._head:
+                self._decompress_final(self._head)
+            if self._d is not None:
+                try:
+                    self._add(self._d.flush())
+                except zlib.error as exc:
+                    raise PermanentFeedError(f"corrupt compressed body: {exc}") from exc
+            if self._d is None or not self._d.eof:
+                raise TransientFeedError(f"{self.kind} body ended before its end-of-stream marker "
+                                         "(truncated in transit); not parsed, feed state kept")
         return b"".join(self.parts)
+
+    def _decompress_final(self, data: bytes) -> None:
+        try:
+            self._decompress(data)
+        except zlib.error as exc:
+            raise PermanentFeedError(f"corrupt compressed body: {exc}") from exc
+
+
+_END_TAG_AT_END_RE = re.compile(rb"</\s*([A-Za-z_][\w.:-]*)\s*>\s*$")
+_ROOT_START_RE = re.compile(rb"<([A-Za-z_][\w.:-]*)")
+
+
+def _root_closed(body: bytes) -> bool:
+    """Whether a body ends with the end tag of its root element (NUL bytes of UTF-16/32 ignored):
+    the only sign of a whole document when the connection's close was the only delimiter."""
+    tail = body[-4096:].replace(b"\0", b"")
+    for _ in range(8):  # comments and PIs after the root ("<!-- generated in 0.2 s -->") are fine
+        tail = tail.rstrip()
+        if tail.endswith(b"-->") and (c := tail.rfind(b"<!--")) >= 0:
+            tail = tail[:c]
+        elif tail.endswith(b"?>") and (c := tail.rfind(b"<?")) >= 0:
+            tail = tail[:c]
+        else:
+            break
+    m = _END_TAG_AT_END_RE.search(tail)
+    if m is None:
+        return False
+    head = body[:1 << 16].replace(b"\0", b"")
+    i = 0
+    while True:  # the first start tag outside comments (the declaration, PIs and DOCTYPE never match)
+        sm = _ROOT_START_RE.search(head, i)
+        if sm is None:
+            return True  # no root in the head (a long prolog): the end tag is all we can check
+        c = head.rfind(b"<!--", 0, sm.start())
+        if c >= 0 and head.find(b"-->", c, sm.start()) < 0:  # inside a comment: skip past it
+            e = head.find(b"-->", sm.start())
+            if e < 0:
+                return True
+            i = e + 3
+            continue
+        return sm.group(1) == m.group(1)
+
+
+def _header_text(response: httpx.Response, name: str) -> str | None:
+    """A response header as text that round-trips to the exact bytes the server sent (latin-1);
+    httpx would decode a non-ASCII ETag as UTF-8 or latin-1, and then fail to send it back."""
+    raw = [v for k, v in response.headers.raw if k.lower() == name.encode()]
+    if not raw:
+        return None
+    return raw[-1].decode("latin-1")
+
+
+def _header_bytes(value: str) -> bytes | None:
+    """A stored validator as the header bytes to send: latin-1 (what ``_header_text`` stored), else
+    UTF-8 (states saved before); None for one that cannot be sent (a control character)."""
+    try:
+        data = value.encode("latin-1")
+    except UnicodeEncodeError:
+        data = value.encode("utf-8")
+    if any(b < 0x20 and b != 0x09 or b == 0x7F for b in data):
+        return None
+    return data
 
 
 def _check_scheme(url: str) -> httpx.URL:
@@ -216,13 +321,24 @@ def _check_scheme(url: str) -> httpx.URL:
     return u
 
 
-def _conditional_headers(state: FeedState | None) -> dict[str, str]:
-    h: dict[str, str] = {}
+def _conditional_headers(state: FeedState | None) -> dict[str, str | bytes]:
+    """If-None-Match / If-Modified-Since from the stored validators.  Non-ASCII ones go as the
+    bytes the server sent (as text they made every request fail with UnicodeEncodeError, and a
+    failure never clears them: the feed was broken for good); one that cannot be sent is dropped
+    with a log line."""
+    h: dict[str, str | bytes] = {}
     if state is not None:
-        if state.etag:
-            h["If-None-Match"] = state.etag
-        if state.last_modified:
-            h["If-Modified-Since"] = state.last_modified
+        for header, value in (("If-None-Match", state.etag), ("If-Modified-Since", state.last_modified)):
+            if not value:
+                continue
+            if value.isascii() and value.isprintable():
+                h[header] = value
+                continue
+            data = _header_bytes(value)
+            if data is None:
+                log(logger, 30, "validator_dropped", feed_id=state.feed_id, header=header, value=repr(value)[:200])
+                continue
+            h[header] = data
     return h
 
 
@@ -270,8 +386,8 @@ async def _fetch_http(client: httpx.AsyncClient, feed: FeedConfig, url: str, sta
                 continue
             if status == 304:
                 return FetchResult(feed.id, url, current, status=304,
-                                   etag=response.headers.get("etag") or (state.etag if state else None),
-                                   last_modified=response.headers.get("last-modified")
+                                   etag=_header_text(response, "etag") or (state.etag if state else None),
+                                   last_modified=_header_text(response, "last-modified")
                                    or (state.last_modified if state else None),
                                    permanent_url=current if (hop and all_permanent) else None,
                                    elapsed=time.monotonic() - started)
@@ -298,10 +414,20 @@ async def _fetch_http(client: httpx.AsyncClient, feed: FeedConfig, url: str, sta
             except httpx.TransportError as exc:
                 raise TransientFeedError(f"connection dropped while reading body: {exc}") from exc
             body = decoder.finish()
+            if (decoder.kind is None and declared is None and response.http_version.startswith("HTTP/1")
+                    and "chunked" not in response.headers.get("transfer-encoding", "").lower()
+                    and not _root_closed(body)):
+                # neither a length nor chunked framing: the connection's close ended the body, and a
+                # close too early looks the same; a document that does not end with its root's end
+                # tag did not arrive whole (parsed, its validators would be saved and the rest of
+                # the feed lost: the server answers 304 from then on)
+                raise TransientFeedError("connection closed before the document ended (no Content-Length, "
+                                         "the root element not closed); not parsed, feed state kept")
             return FetchResult(feed.id, url, current, status=200, content=body,
                                content_type=response.headers.get("content-type"),
-                               etag=response.headers.get("etag"),
-                               last_modified=response.headers.get("last-modified"),
+                               content_language=response.headers.get("content-language"),
+                               etag=_header_text(response, "etag"),
+                               last_modified=_header_text(response, "last-modified"),
                                permanent_url=current if (hop and all_permanent) else None,
                                elapsed=time.monotonic() - started)
         finally:
@@ -309,26 +435,56 @@ async def _fetch_http(client: httpx.AsyncClient, feed: FeedConfig, url: str, sta
     raise PermanentFeedError(f"too many redirects (> {settings.max_redirects})")
 
 
-def _fetch_local(feed: FeedConfig, url: str, state: FeedState | None, settings: Settings) -> FetchResult:
+LOCAL_READ_CHUNK = 1 << 20
+
+
+def _fetch_local(feed: FeedConfig, url: str, state: FeedState | None, settings: Settings,
+                 deadline: float | None = None) -> FetchResult:
+    """Read a configured local file with the limits of an HTTP fetch: only a regular file (a FIFO,
+    a device or a socket is refused: opening or reading one can block for ever, and a thread
+    blocked in a read cannot be cancelled), opened without blocking, read in chunks up to the
+    size cap and within the fetch deadline."""
     started = time.monotonic()
+    deadline = deadline if deadline is not None else started + settings.fetch_timeout
     path = _local_path(url)
     try:
-        st = path.stat()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError as exc:
+        raise PermanentFeedError(f"no such file: {path}") from exc
+    except OSError as exc:
+        raise TransientFeedError(f"cannot read {path}: {exc}") from exc
+    try:
+        st = os.fstat(fd)  # of what was opened (no swap between a check and the open)
+        if not stat.S_ISREG(st.st_mode):
+            raise PermanentFeedError(f"refused: {path} is not a regular file (a FIFO, device or socket "
+                                     "could block the cycle)")
         if st.st_size > settings.max_body_bytes:
             raise PermanentFeedError(f"file exceeds {settings.max_body_bytes} bytes: {path}")
         modified = format_datetime(datetime.fromtimestamp(st.st_mtime, timezone.utc), usegmt=True)
         if state is not None and state.last_modified == modified and state.etag == f"size:{st.st_size}":
             return FetchResult(feed.id, url, url, status=304, etag=state.etag, last_modified=modified,
                                elapsed=time.monotonic() - started)
-        with open(path, "rb") as fh:
-            data = fh.read(settings.max_body_bytes + 1)
-    except FileNotFoundError as exc:
-        raise PermanentFeedError(f"no such file: {path}") from exc
-    except OSError as exc:
-        raise TransientFeedError(f"cannot read {path}: {exc}") from exc
-    if len(data) > settings.max_body_bytes:
-        raise PermanentFeedError(f"file exceeds {settings.max_body_bytes} bytes: {path}")
-    return FetchResult(feed.id, url, url, status=200, content=data, content_type=None,
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            if time.monotonic() > deadline:
+                raise TransientFeedError(f"deadline of {settings.fetch_timeout:g}s exceeded reading {path}")
+            try:
+                chunk = os.read(fd, LOCAL_READ_CHUNK)
+            except BlockingIOError:
+                time.sleep(0.01)
+                continue
+            except OSError as exc:
+                raise TransientFeedError(f"cannot read {path}: {exc}") from exc
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > settings.max_body_bytes:
+                raise PermanentFeedError(f"file exceeds {settings.max_body_bytes} bytes: {path}")
+            parts.append(chunk)
+    finally:
+        os.close(fd)
+    return FetchResult(feed.id, url, url, status=200, content=b"".join(parts), content_type=None,
                        etag=f"size:{st.st_size}", last_modified=modified, elapsed=time.monotonic() - started)
 
 
@@ -339,7 +495,8 @@ async def fetch_feed(client: httpx.AsyncClient, feed: FeedConfig, state: FeedSta
     started = time.monotonic()
     try:
         if is_local(url):
-            return await asyncio.to_thread(_fetch_local, feed, url, state, settings)
+            return await asyncio.to_thread(_fetch_local, feed, url, state, settings,
+                                           time.monotonic() + settings.fetch_timeout)
         async with asyncio.timeout(settings.fetch_timeout):
             return await _fetch_http(client, feed, url, state, settings)
     except TimeoutError as exc:

@@ -107,6 +107,11 @@ class Article:
     date_inferred: bool = False
     authors: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
+    # the declared language as written ("en-US"; ``feed_language`` keeps its primary subtag "en")
+    language_tag: str | None = None
+    # invalid byte sequences in the feed body replaced with U+FFFD that landed in this item's text
+    # (the body was "almost UTF-8", see parse.decode_bytes); 0: decoded cleanly
+    encoding_errors: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -133,6 +138,8 @@ class Article:
             "content_hash": self.content_hash,
             "authors": list(self.authors),
             "categories": list(self.categories),
+            "language_tag": self.language_tag,
+            "encoding_errors": self.encoding_errors,
         }
 
     @classmethod
@@ -175,6 +182,8 @@ class Article:
             content_hash=d.get("content_hash") or "",
             authors=tuple(d.get("authors") or ()),
             categories=tuple(d.get("categories") or ()),
+            language_tag=d.get("language_tag"),
+            encoding_errors=int(d.get("encoding_errors") or 0),
         )
 
     def replace(self, **changes: Any) -> "Article":

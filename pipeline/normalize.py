@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .config import FeedConfig
 from .models import Article, Translation
-from .parse import ParsedFeed, RawEntry
+from .parse import ParsedFeed, RawEntry, language_subtag
 
 # query parameters that only track the reader, never select the content
 TRACKING_PARAMS = re.compile(
@@ -199,11 +199,24 @@ class LanguageDetector:
         return top_code
 
 
+def declared_language(feed: FeedConfig, raw: RawEntry, feed_tag: str | None) -> tuple[str | None, str | None]:
+    """(primary subtag, tag as written) of the language declared for an entry, first found of: the
+    configuration (feeds.yaml), the entry's xml:lang, the feed's <language> / root xml:lang /
+    Content-Language header.  The tag keeps its region ("en-US"); the subtag is what detection and
+    translation use ("en")."""
+    for tag in (feed.language, raw.language, feed_tag):
+        primary = language_subtag(tag)
+        if primary:
+            return primary, tag.strip()[:35] if tag else None
+    return None, None
+
+
 def normalize_entry(raw: RawEntry, feed: FeedConfig, fetched_at: datetime,
-                    detector: LanguageDetector | None = None, feed_language: str | None = None) -> Article:
+                    detector: LanguageDetector | None = None, feed_language: str | None = None,
+                    encoding_errors: bool = False) -> Article:
     link = safe_link(raw.link)
     canonical = canonical_url(link)
-    declared = feed.language or feed_language
+    declared, tag = declared_language(feed, raw, feed_language)
     published_at, inferred = entry_datetime(raw.published, fetched_at)
     language = declared
     if detector is not None:
@@ -227,7 +240,13 @@ def normalize_entry(raw: RawEntry, feed: FeedConfig, fetched_at: datetime,
         translation=Translation(status="pending"),
         authors=raw.authors,
         categories=tuple(raw.categories) + tuple(t for t in feed.tags if t not in raw.categories),
+        language_tag=tag,
+        encoding_errors=_replacements(raw) if encoding_errors else 0,
     )
+
+
+def _replacements(raw: RawEntry) -> int:
+    return sum(v.count("\ufffd") for v in (raw.title, raw.summary, raw.content or "", *raw.authors))
 
 
 def normalize_feed(parsed: ParsedFeed, feed: FeedConfig, fetched_at: datetime,
@@ -238,7 +257,8 @@ def normalize_feed(parsed: ParsedFeed, feed: FeedConfig, fetched_at: datetime,
     problems: list[str] = []
     for raw in parsed.entries:
         try:
-            a = normalize_entry(raw, feed, fetched_at, detector, parsed.language)
+            a = normalize_entry(raw, feed, fetched_at, detector, parsed.language_tag or parsed.language,
+                                parsed.replaced_bytes > 0)
         except Exception as exc:  # noqa: BLE001
             problems.append(f"skipped entry {raw.guid or raw.link!r}: {exc.__class__.__name__}: {exc}")
             continue

@@ -14,6 +14,12 @@ same test capture).  A worker that dies (a hostile body that crashes or exhausts
 the pool: the feeds in flight are retried once in a fresh pool, and a feed that kills a worker
 twice gets a per-feed FeedParseError; other feeds are not affected.
 
+Each document has a CPU-time budget in the worker (``settings.parse_cpu_seconds``, enforced with
+``ITIMER_PROF``): past it the feed fails with that reason and the worker goes on with the next.
+Every pool process exits as soon as the process that owns the pool is gone, however it ended
+(SIGKILL, SIGTERM, a crash): a thread in each worker waits on the parent's pidfd.  (The thread path
+has no such budget: signals reach only the main thread; every scan in parse.py is linear.)
+
 As with any multiprocessing use, a script that calls the cycle directly must guard its top level
 with ``if __name__ == "__main__":`` (the workers import the main module); the ``mediamon`` CLI,
 Airflow tasks and pytest do.  A pool that cannot start or answer falls back to the thread.
@@ -25,6 +31,8 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
@@ -73,10 +81,65 @@ class _Capture(logging.Handler):
         self.records.append(record)
 
 
+class _OverBudget(BaseException):
+    """Raised by the SIGPROF handler in a worker.  A BaseException, so that no ``except Exception``
+    on the way (feedparser falls back to its loose parser on any Exception) can swallow it."""
+
+
+_armed = False
+
+
+def _on_sigprof(signum, frame) -> None:  # noqa: ARG001
+    if _armed:
+        raise _OverBudget()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Exit this worker as soon as the process that owns the pool is gone, however it ended
+    (SIGKILL, SIGTERM without cleanup, a crash): a worker must not go on parsing, at full CPU, for
+    nobody.  On Linux the kernel says so (pidfd: readable when the process exits, no polling, no
+    pid reuse); elsewhere the parent is polled."""
+    import select
+    import threading
+
+    try:
+        pidfd = os.pidfd_open(parent_pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    if pidfd is None:
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
+
+    def watch() -> None:
+        if pidfd is not None:
+            select.select([pidfd], [], [])
+        else:
+            while True:
+                time.sleep(0.5)
+                try:
+                    os.kill(parent_pid, 0)
+                except ProcessLookupError:
+                    break
+                except PermissionError:
+                    continue
+        os._exit(0)
+
+    threading.Thread(target=watch, name="mediamon-parent-watch", daemon=True).start()
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Pool process start-up: die with the parent, and take SIGPROF as the per-document budget."""
+    _watch_parent(parent_pid)
+    signal.signal(signal.SIGPROF, _on_sigprof)
+
+
 def _parse_worker(feed: "FeedConfig", fetched: "FetchResult", settings: "Settings", level: int) -> tuple:
-    """Runs in a pool process: parse + normalise one body.  Returns the parts of the PollResult
-    that are new (articles, error, warnings; not the body, which the parent still has) and the
-    log records."""
+    """Runs in a pool process: parse + normalise one body within ``settings.parse_cpu_seconds`` of
+    CPU time.  Returns the parts of the PollResult that are new (articles, error, warnings; not the
+    body, which the parent still has) and the log records."""
+    global _armed
     from .pollresult import parse_and_normalize
     from .normalize import LanguageDetector
 
@@ -85,8 +148,29 @@ def _parse_worker(feed: "FeedConfig", fetched: "FetchResult", settings: "Setting
     root.handlers[:] = [capture]
     root.propagate = False
     root.setLevel(level)
-    # LanguageDetector builds (and caches per process) the lingua model on first use
-    res = parse_and_normalize(feed, fetched, settings, LanguageDetector(settings.languages))
+    budget = settings.parse_cpu_seconds
+    started = time.process_time()
+    try:
+        # ITIMER_PROF counts this process's CPU time (user + system); after the first signal it
+        # fires again every 0.25 s, in case the first one lands where it cannot stop the parse
+        _armed = True
+        signal.setitimer(signal.ITIMER_PROF, budget, 0.25)
+        # LanguageDetector builds (and caches per process) the lingua model on first use
+        res = parse_and_normalize(feed, fetched, settings, LanguageDetector(settings.languages))
+        _armed = False
+        signal.setitimer(signal.ITIMER_PROF, 0)
+    except _OverBudget:
+        _armed = False
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        used = time.process_time() - started
+        error = FeedParseError(f"refused: parsing took more than its CPU-time budget of {budget:g}s "
+                               f"(stopped after {used:.1f}s); not parsed")
+        log(logger, 30, "parse_over_budget", feed_id=feed.id, budget_s=budget, cpu_s=round(used, 2),
+            bytes=len(fetched.content or b""))
+        return [], error, [], capture.records
+    finally:
+        _armed = False
+        signal.setitimer(signal.ITIMER_PROF, 0)
     return res.articles, res.error, res.warnings, capture.records
 
 
@@ -108,7 +192,8 @@ class Parser:
         return self.workers > 1 and self.bytes_seen >= self.min_bytes
 
     def _start_pool(self) -> None:
-        self.pool = ProcessPoolExecutor(self.workers, mp_context=_mp_context())
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=_mp_context(), initializer=_worker_init,
+                                        initargs=(os.getpid(),))
         self._generation += 1
         log(logger, 20, "parse_pool_started", workers=self.workers, bytes_seen=self.bytes_seen)
 

@@ -68,7 +68,7 @@ def parse_and_normalize(feed: FeedConfig, fetch: FetchResult, settings: Settings
         return PollResult(feed, fetch, error=fetch.error)
     try:
         parsed = parse_feed(fetch.content, url=fetch.final_url, content_type=fetch.content_type,
-                            max_items=settings.max_items_per_feed)
+                            max_items=settings.max_items_per_feed, content_language=fetch.content_language)
         articles, problems = normalize_feed(parsed, feed, fetch.fetched_at, detector)
     except FeedError as exc:
         log(logger, 30, "parse_failed", feed_id=feed.id, error=str(exc))

@@ -112,6 +112,9 @@ class Settings(BaseSettings):
                                description="parser processes for large polls; 0 = the cores, 1 = no pool (a thread)")
     parse_pool_min_bytes: int = Field(default=1024 * 1024, ge=0,
                                       description="bytes of bodies in one poll after which the pool is used")
+    parse_cpu_seconds: float = Field(default=30.0, gt=0, le=3600,
+                                     description="CPU-time budget for parsing one document in a parser process; "
+                                                 "past it the feed fails with that reason, the others go on")
     # run_cycle stores what polling delivered so far in batches of this many items while polling goes on
     cycle_batch_items: int = Field(default=1000, ge=1, le=1_000_000,
                                    description="items per batch stored while the poll is still running")

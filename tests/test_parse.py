@@ -146,3 +146,51 @@ def test_real_cp1251_feeds_give_cyrillic():
         letters = "".join(e.title for e in feed.entries)
         cyr = sum("а" <= ch.lower() <= "я" for ch in letters)
         assert cyr > 0.5 * sum(ch.isalpha() for ch in letters)
+
+
+RU = "Минобороны сообщило о развертывании комплекса"
+
+
+def _doc(decl: str | None) -> str:
+    d = f'<?xml version="1.0" encoding="{decl}"?>' if decl else '<?xml version="1.0"?>'
+    return d + f"<rss version=\"2.0\"><channel><title>{RU}</title></channel></rss>"
+
+
+@pytest.mark.parametrize("data, content_type, how, encoding", [
+    ("\ufeff" + _doc("windows-1251"), None, "bom", "utf-8"),                     # 1. the BOM wins
+    (_doc("windows-1251"), None, "declared", "cp1251"),                          # 2. declared, and it is
+    (_doc("koi8-r"), "application/xml; charset=koi8-r", "declared", "koi8-r"),   # 2. the HTTP charset
+    (_doc("utf-16"), None, "declared", "utf-16-le"),                             # 2+3: the NULs say LE
+    (_doc(None), None, "nul-pattern", "utf-16-le"),                              # 3. no BOM, no label
+    (_doc("utf-8"), None, "almost-utf-8", "utf-8"),                              # 4. one bad byte
+    (_doc(None), None, "detected", "cp1251"),                                    # 5. detection
+], ids=["bom", "declared", "http-charset", "utf-16-declared", "nul-pattern", "almost-utf-8", "detected"])
+def test_decoding_order(data, content_type, how, encoding):
+    from pipeline.parse import decode_bytes
+
+    codec = "utf-8-sig" if how == "bom" else encoding
+    if how == "almost-utf-8":
+        raw = data.encode("utf-8").replace("развертывании".encode(), b"\xff" + "развертывании".encode())
+    elif how == "detected":
+        raw = data.encode("cp1251")
+    elif how == "nul-pattern":
+        raw = data.encode("utf-16-le")
+    else:
+        raw = data.encode(codec)
+    d = decode_bytes(raw, content_type)
+    assert (d.how, d.encoding) == (how, encoding), d.warnings
+    assert RU.replace("развертывании", "\ufffdразвертывании" if how == "almost-utf-8" else "развертывании") in d.text
+    assert d.replaced == (1 if how == "almost-utf-8" else 0)
+    assert bool(d.warnings) == (how in ("nul-pattern", "almost-utf-8", "detected"))
+
+
+def test_text_fields_one_function_by_declared_type():
+    from pipeline.parse import clean_text, summary_from_content
+
+    assert clean_text("<p>a</p><p>b &amp; c</p>", "text/html") == "a b & c"
+    assert clean_text("<p>a</p>", "application/xhtml+xml") == "a"
+    assert clean_text("<b>x</b>", "application/octet-stream") == "x"  # never kept as markup
+    assert clean_text("a <b> c", "text/plain") == "a <b> c"  # text stays text
+    assert clean_text("&lt;b&gt; &#8211;", "text/plain") == "&lt;b&gt; –"
+    assert clean_text("<p>sniffed</p>", None) == "sniffed"
+    assert summary_from_content("<p>One.</p><p>Two.</p><p>" + "x " * 400 + "</p>", "text/html") == "One. Two."
