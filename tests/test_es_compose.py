@@ -118,10 +118,12 @@ def test_dags_mounted_and_settings_point_at_existing_services():
     assert kib in SERVICES
     from pipeline.settings import Settings
 
+    from pipeline.stack_secrets import BY_NAME
+
     fields = set(Settings.model_fields)
     for svc in (s for s in SERVICES.values() if "build" in s):  # containers that run mediamon
         for key in (svc.get("environment") or {}):
-            if key.startswith("MEDIAMON_"):
+            if key.startswith("MEDIAMON_") and key not in BY_NAME:  # .env secrets checked by secrets-check
                 assert key[len("MEDIAMON_"):].lower() in fields, f"{key} is not a Settings field"
 
 
