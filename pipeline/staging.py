@@ -82,7 +82,9 @@ def staging_root(settings: Settings) -> Any:
     except ImportError as exc:  # pragma: no cover - installed with Airflow (the airflow extra)
         raise ConfigError("MEDIAMON_STAGING_URL needs universal_pathlib (pip install 'mediamon[airflow]')") from exc
     try:
-        return UPath(url)
+        # a fresh file system per staging root: a connection cached from an earlier task in this
+        # process may be dead (FTP/SFTP do not reconnect); object stores lose nothing by it
+        return UPath(url, skip_instance_cache=True)
     except (ValueError, ImportError) as exc:
         raise ConfigError(f"MEDIAMON_STAGING_URL={url!r}: {exc}") from exc
 
@@ -137,7 +139,8 @@ class Staging:
 
     @property
     def _fs(self):
-        return self.path.fs
+        # fsspec back-ends such as FTP connect when the file system is created
+        return self._remote("connect", lambda: self.path.fs)
 
     def _rpath(self, name: str | None = None) -> str:
         base = self.path.path.rstrip("/")
@@ -300,8 +303,8 @@ def prune_stale(settings: Settings, *, keep: str | None = None, older_than: floa
     now = time.time() if now is None else now
     removed = []
     if not _is_local(root):
-        fs, base = root.fs, root.path.rstrip("/")
         try:
+            fs, base = root.fs, root.path.rstrip("/")
             fs.invalidate_cache()
             names = [e.rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(base, detail=False)] if fs.exists(base) else []
         except (OSError, EOFError) as exc:
