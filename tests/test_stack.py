@@ -33,7 +33,7 @@ COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
 COMPOSE = yaml.safe_load(COMPOSE_TEXT)
 SERVICES = COMPOSE["services"]
 DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")
-SCRIPTS = sorted((ROOT / "docker").glob("*.sh"))
+SCRIPTS = sorted([*(ROOT / "docker").glob("*.sh"), *(ROOT / "scripts").glob("*.sh"), ROOT / ".ci" / "run"])
 CERTS_SH = (ROOT / "docker" / "certs.sh").read_text(encoding="utf-8")
 INIT_SH = (ROOT / "docker" / "airflow-init.sh").read_text(encoding="utf-8")
 AIRFLOW_SERVICES = [n for n in SERVICES if n.startswith("airflow-") and n != "airflow-init"]
