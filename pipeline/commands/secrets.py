@@ -21,7 +21,10 @@ def register(app: typer.Typer) -> None:
         env_file: Optional[Path] = typer.Option(None, "--env-file", help="Check this file (e.g. .env) instead "
                                                 "of the environment."),
     ) -> None:
-        """Exit 1 with one line per missing or malformed secret (the compose stack's secrets-check service)."""
+        """Exit 1 with one line per missing or malformed secret (the compose stack's secrets-check service).
+
+        Example: mediamon secrets check --env-file .env
+        """
         if env_file is not None:
             from dotenv import dotenv_values
 
@@ -42,7 +45,10 @@ def register(app: typer.Typer) -> None:
     def generate_cmd(
         only: Optional[List[str]] = typer.Option(None, "--only", help="Just this variable (repeatable)."),
     ) -> None:
-        """Print NAME=value lines with fresh secrets, to paste into .env."""
+        """Print NAME=value lines with fresh secrets, to paste into .env.
+
+        Example: mediamon secrets generate >> .env   (or --only AIRFLOW_FERNET_KEY)
+        """
         unknown = [n for n in only or [] if n not in stack_secrets.BY_NAME]
         if unknown:
             typer.echo(f"unknown secret(s) {unknown}; known: {', '.join(stack_secrets.BY_NAME)}", err=True)
