@@ -29,6 +29,7 @@ class FTPStore:
 def start_ftp_store(root: Path) -> FTPStore:
     from pyftpdlib.authorizers import DummyAuthorizer
     from pyftpdlib.handlers import FTPHandler
+    from pyftpdlib.ioloop import IOLoop
     from pyftpdlib.servers import ThreadedFTPServer
 
     root.mkdir(parents=True, exist_ok=True)
@@ -36,9 +37,11 @@ def start_ftp_store(root: Path) -> FTPStore:
     auth = DummyAuthorizer()
     auth.add_user(user, password, str(root), perm="elradfmwMT")
     handler = type("Handler", (FTPHandler,), {"authorizer": auth, "banner": "mediamon test staging store"})
-    server = ThreadedFTPServer(("127.0.0.1", 0), handler)
+    # its own IOLoop: pyftpdlib's default is a process-wide singleton, which one server's
+    # close_all() would close under the next server of the same test session
+    server = ThreadedFTPServer(("127.0.0.1", 0), handler, ioloop=IOLoop())
     port = server.socket.getsockname()[1]
-    threading.Thread(target=server.serve_forever, kwargs={"timeout": 0.2}, daemon=True,
+    threading.Thread(target=server.serve_forever, kwargs={"timeout": 0.2, "handle_exit": False}, daemon=True,
                      name="ftp-staging-store").start()
     return FTPStore(root=root, url=f"ftp://{user}:{password}@127.0.0.1:{port}", server=server)
 
