@@ -13,8 +13,19 @@ RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorc
 COPY --chown=airflow:root pyproject.toml README.md /opt/mediamon/
 COPY --chown=airflow:root pipeline /opt/mediamon/pipeline
 COPY --chown=airflow:root config /opt/mediamon/config
+COPY --chown=airflow:root docker /opt/mediamon/docker
 # pin apache-airflow to the base image's version so installing the project cannot up/downgrade it
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" /opt/mediamon
+
+# The paths docker-compose.yml mounts named volumes at must exist in the image, owned by the
+# airflow user and group 0 with group write: a fresh named volume copies them, and the
+# containers run as ${AIRFLOW_UID}:0 (any uid, group 0 -- the Airflow image's convention).
+# Volumes created before this (root-owned) are fixed by airflow-init (docker/airflow-init.sh).
+USER root
+RUN mkdir -p /opt/airflow/mediamon-data /opt/airflow/model-cache \
+    && chown -R airflow:0 /opt/airflow/mediamon-data /opt/airflow/model-cache \
+    && chmod -R g+rwX /opt/airflow/mediamon-data /opt/airflow/model-cache
+USER airflow
 
 ENV MEDIAMON_CONFIG_DIR=/opt/mediamon/config \
     MEDIAMON_DATA_DIR=/opt/airflow/mediamon-data \

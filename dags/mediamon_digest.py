@@ -33,7 +33,7 @@ SCHEDULE = os.environ.get("MEDIAMON_DIGEST_SCHEDULE", "0 6 * * *").strip()
         "owner": "mediamon",
         "retries": 3,
         "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": 2.0,  # 1, 2, 4 minutes
+        "retry_exponential_backoff": 2.0,  # Airflow >= 3.3 multiplier: waits 1-2, 2-4, 4-8 minutes (jitter)
         "max_retry_delay": timedelta(minutes=15),
         "execution_timeout": timedelta(minutes=15),
     },

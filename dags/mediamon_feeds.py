@@ -13,8 +13,10 @@ the model loads once) → `index` → `alert` → `commit`
 * **Nothing lost**: feed state (validators, URL after a 301, backoff) advances only in `commit`,
   after `index` succeeded.  If any task fails, the cursors stay put and the next run fetches and
   stores everything again (ids are deterministic, indexing is an upsert).
-* **Small XCom**: tasks pass a staging key, feed ids and counts; articles travel through
-  `$MEDIAMON_DATA_DIR/staging/<run>/` (removed by `commit`).
+* **Small XCom**: tasks pass a staging key, feed ids and counts; articles travel through the
+  run's staging area (removed by `commit`): `$MEDIAMON_DATA_DIR/staging/<run>/` by default, or
+  `$MEDIAMON_STAGING_URL/<run>/` (`s3://`, `gs://`, `file:///shared/...`, any fsspec URL) when the
+  tasks run on workers without a shared disk (CeleryExecutor, KubernetesExecutor).
 * **Pools**: `mediamon_fetch` (poll tasks) and `mediamon_translate` (enrich) must exist:
   `airflow pools set mediamon_fetch 4 "mediamon feed polling"` and
   `airflow pools set mediamon_translate 1 "mediamon translation model"`.
@@ -42,7 +44,9 @@ DEFAULT_ARGS = {
     "owner": "mediamon",
     "retries": 3,
     "retry_delay": timedelta(seconds=30),
-    "retry_exponential_backoff": 2.0,  # 30 s, 60 s, 120 s
+    # a float multiplier since Airflow 3.3 (a bool on 3.1: pyproject requires >=3.3).  Airflow waits
+    # between base and 2x base (deterministic jitter per try): 30-60 s, 60-120 s, 120-240 s
+    "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=10),
     "execution_timeout": timedelta(minutes=10),
 }

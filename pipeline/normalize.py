@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import re
+import unicodedata
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Iterable, Sequence
@@ -199,6 +200,10 @@ class LanguageDetector:
         return top_code
 
 
+def _nfc(text: str | None) -> str | None:
+    return unicodedata.normalize("NFC", text) if text else text
+
+
 def declared_language(feed: FeedConfig, raw: RawEntry, feed_tag: str | None) -> tuple[str | None, str | None]:
     """(primary subtag, tag as written) of the language declared for an entry, first found of: the
     configuration (feeds.yaml), the entry's xml:lang, the feed's <language> / root xml:lang /
@@ -214,15 +219,18 @@ def declared_language(feed: FeedConfig, raw: RawEntry, feed_tag: str | None) -> 
 def normalize_entry(raw: RawEntry, feed: FeedConfig, fetched_at: datetime,
                     detector: LanguageDetector | None = None, feed_language: str | None = None,
                     encoding_errors: bool = False) -> Article:
+    # NFC: a feed may send "й" as "и" + combining breve; Elasticsearch's analyzers and our Python
+    # tokenizer must see the same letters, so text is composed once, here, at ingest
+    title, summary, content = _nfc(raw.title), _nfc(raw.summary), _nfc(raw.content)
     link = safe_link(raw.link)
     canonical = canonical_url(link)
     declared, tag = declared_language(feed, raw, feed_language)
     published_at, inferred = entry_datetime(raw.published, fetched_at)
     language = declared
     if detector is not None:
-        language = detector.detect(f"{raw.title}. {raw.summary}", declared)
+        language = detector.detect(f"{title}. {summary}", declared)
     return Article(
-        id=article_id(canonical, feed.url, raw.guid, raw.title, raw.summary),
+        id=article_id(canonical, feed.url, raw.guid, title, summary),
         feed_id=feed.id,
         url=link,
         canonical_url=canonical,
@@ -230,13 +238,13 @@ def normalize_entry(raw: RawEntry, feed: FeedConfig, fetched_at: datetime,
         source=feed.source,
         feed_language=declared,
         language=language,
-        title=raw.title,
-        summary=raw.summary,
-        content=raw.content,
+        title=title,
+        summary=summary,
+        content=content,
         published_at=published_at,
         date_inferred=inferred,
         fetched_at=fetched_at,
-        content_hash=content_hash(raw.title, raw.summary, raw.content),
+        content_hash=content_hash(title, summary, content),
         translation=Translation(status="pending"),
         authors=raw.authors,
         categories=tuple(raw.categories) + tuple(t for t in feed.tags if t not in raw.categories),

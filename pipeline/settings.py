@@ -97,6 +97,17 @@ class Settings(BaseSettings):
     poll_batch_size: int = Field(default=10, ge=1, le=1000,
                                  description="feeds per mapped poll task in the mediamon_feeds DAG")
 
+    # where the Airflow tasks of one run hand articles to each other (pipeline/staging.py):
+    # unset -> data_dir/staging (one host, or a volume every worker mounts); a URL -> that object
+    # store or file system (s3://bucket/prefix, gs://..., file:///mnt/shared/..., any fsspec URL),
+    # so CeleryExecutor / KubernetesExecutor workers need no shared disk
+    staging_url: str | None = None
+    staging_conn_id: str | None = Field(
+        default=None, description="Airflow connection with the credentials for staging_url "
+                                  "(through airflow.sdk.ObjectStoragePath); unset -> fsspec's own lookup")
+    # the embedded SQLite store (unset -> data_dir/mediamon.sqlite3)
+    sqlite_path: Path | None = None
+
     # Kibana (`mediamon setup` imports saved objects when set; same credentials as Elasticsearch)
     kibana_url: str | None = None
 
@@ -124,7 +135,7 @@ class Settings(BaseSettings):
 
     @property
     def store_path(self) -> Path:
-        return self.data_dir / "mediamon.sqlite3"
+        return self.sqlite_path if self.sqlite_path is not None else self.data_dir / "mediamon.sqlite3"
 
     @property
     def outbox_dir(self) -> Path:

@@ -283,7 +283,7 @@ class ElasticsearchStore(Closing):
         self._checked = True
 
     # -- bulk ------------------------------------------------------------------------------------
-    def _bulk(self, actions: list[dict], what: str) -> Iterator[tuple[str, dict]]:
+    def _bulk(self, actions: list[dict], what: str, *, client: Any = None) -> Iterator[tuple[str, dict]]:
         """Yield (op_type, item) for every action via helpers.streaming_bulk: items rejected with
         429 are retried alone with exponential backoff; other failures are yielded, not raised."""
         if not actions:
@@ -291,7 +291,7 @@ class ElasticsearchStore(Closing):
         from elasticsearch import helpers
 
         gen = helpers.streaming_bulk(
-            self.client, actions, chunk_size=self.chunk_size, raise_on_error=False,
+            client if client is not None else self.client, actions, chunk_size=self.chunk_size, raise_on_error=False,
             raise_on_exception=True, max_retries=self.max_retries, initial_backoff=self.initial_backoff,
             max_backoff=self.max_backoff, retry_on_status=(429,), refresh=self.refresh)
         it = iter(gen)
@@ -303,13 +303,14 @@ class ElasticsearchStore(Closing):
             op, info = next(iter(result.items()))
             yield op, info
 
-    def _simple_bulk(self, actions: list[dict], what: str, *, ok_statuses: tuple[int, ...] = ()) -> dict[str, dict]:
+    def _simple_bulk(self, actions: list[dict], what: str, *, ok_statuses: tuple[int, ...] = (),
+                     client: Any = None) -> dict[str, dict]:
         """Bulk for state writes: every item must succeed (or have a status in ``ok_statuses``);
         transient failures raise StoreUnavailable, permanent ones StoreError.  Returns id -> item."""
         out: dict[str, dict] = {}
         transient: list[str] = []
         permanent: list[str] = []
-        for _op, info in self._bulk(actions, what):
+        for _op, info in self._bulk(actions, what, client=client):
             status = info.get("status", 500)
             out[str(info.get("_id"))] = info
             if 200 <= status < 300 or status in ok_statuses:
@@ -673,7 +674,11 @@ class ElasticsearchStore(Closing):
                              "at": to_iso(at)}}
         actions = [{"_op_type": "update", "_index": self.state_index("alerts-queue"),
                     "_id": pair_id(rule_id, a), "script": script} for a in ids]
-        self._simple_bulk(actions, "alert record attempt", ok_statuses=(404,))  # 404: not queued: no-op
+        # the increment is not idempotent: a request that timed out may have been applied, so the
+        # client must not resend it (retry_on_timeout) -- an attempt is counted once or, when the
+        # store is unreachable, not at all (StoreUnavailable), never twice
+        client = self.client.options(retry_on_timeout=False) if count else None
+        self._simple_bulk(actions, "alert record attempt", ok_statuses=(404,), client=client)  # 404: not queued
 
     def alert_mark_sent(self, rule_id: str, article_ids: Iterable[str], *, message_id: str,
                         sent_at: datetime) -> int:
