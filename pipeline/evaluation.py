@@ -9,9 +9,10 @@ input of ``classify`` and ``eval-topics``) into an Article, naming the line of a
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Literal, Sequence
 
 from .config import TopicConfig
 from .errors import ConfigError
@@ -32,12 +33,40 @@ def item_article(obj: dict, n: int, path: str, *, now: datetime) -> Article:
     return Article.from_dict(d, missing_dates=now)
 
 
-def labelled_items(rows: Iterable[dict], path: str, topics: Sequence[TopicConfig], *,
+Split = Literal["all", "tune", "untouched"]
+SPLITS: tuple[str, ...] = ("all", "tune", "untouched")
+
+
+def split_of(item_id: str) -> str:
+    """A fixed, content-free split of labelled items: ``untouched`` when sha1(id) % 3 == 0 (a third,
+    for reporting only: never tune rules on its errors), else ``tune``."""
+    return "untouched" if int(hashlib.sha1(item_id.encode("utf-8")).hexdigest(), 16) % 3 == 0 else "tune"
+
+
+def select_rows(rows: Iterable[dict], *, exclude_prefixes: Sequence[str] = (),
+                split: str = "all") -> Iterator[dict | None]:
+    """The labelled rows to measure: without ids starting with any of ``exclude_prefixes`` (e.g.
+    ``page-``, the paraphrases of dev.jsonl), and only those of ``split`` (:func:`split_of`).  A
+    row left out is yielded as None, so that :func:`labelled_items` still names lines by their
+    number in the file; rows without a usable id pass through (the line is reported as bad)."""
+    for obj in rows:
+        iid = obj.get("id") if isinstance(obj, dict) else None
+        if isinstance(iid, (str, int)):
+            iid = str(iid)
+            if any(iid.startswith(p) for p in exclude_prefixes) or (split != "all" and split_of(iid) != split):
+                yield None
+                continue
+        yield obj
+
+
+def labelled_items(rows: Iterable[dict | None], path: str, topics: Sequence[TopicConfig], *,
                    now: datetime) -> list[tuple[Article, set[str]]]:
     """(article, gold topic ids among ``topics``) for each labelled row; ConfigError names a bad line."""
     known = {t.id for t in topics}
     items: list[tuple[Article, set[str]]] = []
     for n, obj in enumerate(rows, start=1):
+        if obj is None:  # left out by select_rows
+            continue
         gold = obj.get("topics")
         if not isinstance(gold, list):
             raise ConfigError(f"{path}: line {n}: field 'topics' must be a list")
@@ -85,7 +114,9 @@ class Evaluation:
         m = self.micro
         return {"topics": {k: {"precision": r(v.precision), "recall": r(v.recall), "f1": r(v.f1),
                                "tp": v.tp, "fp": v.fp, "fn": v.fn} for k, v in self.per_topic.items()},
-                "micro": {"precision": r(m.precision), "recall": r(m.recall), "f1": r(m.f1)}}
+                "micro": {"precision": r(m.precision), "recall": r(m.recall), "f1": r(m.f1),
+                          "tp": m.tp, "fp": m.fp, "fn": m.fn},
+                "items": self.items}
 
 
 def evaluate(items: Sequence[tuple[Article, set[str]]], topics: list[TopicConfig], classifier: Any = None) -> Evaluation:

@@ -64,8 +64,8 @@ def test_eval_topics_json_shape_and_counts(tmp_path):
     res = _run("eval-topics", str(_labelled(tmp_path)), "--config-dir", CONFIG, "--json")
     assert res.exit_code == 0
     d = json.loads(res.output)
-    assert set(d) == {"topics", "micro"}
-    assert set(d["micro"]) == {"precision", "recall", "f1"}
+    assert set(d) == {"topics", "micro", "items"}
+    assert set(d["micro"]) == {"precision", "recall", "f1", "tp", "fp", "fn"}
     md = d["topics"]["missile_deployment"]
     assert set(md) == {"precision", "recall", "f1", "tp", "fp", "fn"}
     assert (md["tp"], md["fp"], md["fn"]) == (1, 0, 1)
@@ -92,6 +92,61 @@ def test_dev_set_acceptance():
     for tid, s in d["topics"].items():
         assert s["f1"] >= 0.80, (tid, s)
     assert d["micro"]["f1"] >= 0.85, d["micro"]
+
+
+def test_eval_topics_exclude_prefix_split_and_several_files(tmp_path):
+    from pipeline.evaluation import split_of
+
+    ids = [f"item-{i}" for i in range(30)] + [f"page-{i}" for i in range(10)]
+    rows = [{"id": i, "title": "Russia deployed Iskander missiles in Belarus", "summary": "",
+             "topics": ["missile_deployment"]} for i in ids]
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("\n".join(json.dumps(r) for r in rows[:20]), encoding="utf-8")
+    b.write_text("\n".join(json.dumps(r) for r in rows[20:]), encoding="utf-8")
+
+    def items(*extra):
+        res = _run("eval-topics", str(a), str(b), "--config-dir", CONFIG, "--json", *extra)
+        assert res.exit_code == 0, res.output
+        return json.loads(res.output)["items"]
+
+    assert items() == 40
+    assert items("--exclude-prefix", "page-") == 30
+    untouched = sum(1 for i in ids if not i.startswith("page-") and split_of(i) == "untouched")
+    assert 0 < untouched < 30
+    assert items("--exclude-prefix", "page-", "--split", "untouched") == untouched
+    assert items("--exclude-prefix", "page-", "--split", "tune") == 30 - untouched
+    res = _run("eval-topics", str(a), "--config-dir", CONFIG, "--split", "holdout")
+    assert res.exit_code != 0 and "--split must be one of" in res.output
+
+
+def test_split_is_fixed_by_the_id():
+    from pipeline.evaluation import split_of
+
+    assert [split_of(f"x{i}") for i in range(6)] == [split_of(f"x{i}") for i in range(6)]
+    shares = [split_of(f"id-{i}") for i in range(3000)]
+    assert 900 < shares.count("untouched") < 1100
+
+
+NEWS_DEV = SHARED / "eval" / "news_dev.jsonl"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not NEWS_DEV.exists(), reason="../shared/eval not available")
+def test_real_items_untouched_split_floor():
+    """Real news only (dev.jsonl without the page- paraphrases, plus news_dev.jsonl), the untouched
+    third of the fixed split, which no rule was tuned on.  A regression floor at what the rules
+    reach now (micro 0.81; missile_deployment 0.62, belarus_russia_military 0.50 on 2 positives);
+    issue 13's target (every topic 0.85, micro 0.88) is not reached yet."""
+    res = _run("eval-topics", str(DEV), str(NEWS_DEV), "--config-dir", CONFIG, "--json",
+               "--exclude-prefix", "page-", "--split", "untouched")
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert d["items"] > 1000
+    assert d["micro"]["f1"] >= 0.80, d["micro"]
+    floors = {"missile_deployment": 0.6, "missile_strike": 0.83, "nuclear_weapons": 0.93,
+              "belarus_russia_military": 0.5, "nato_posture": 0.7}
+    for tid, s in d["topics"].items():
+        assert s["f1"] >= floors[tid], (tid, s)
 
 
 def test_topics_list():

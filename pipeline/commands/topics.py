@@ -73,7 +73,7 @@ def classify(
 # --- eval-topics ----------------------------------------------------------------------------------
 
 def eval_topics(
-    file: Path = typer.Argument(..., help="Labelled JSONL: {id, title, summary, topics, language?}."),
+    files: list[Path] = typer.Argument(..., help="Labelled JSONL file(s): {id, title, summary, topics, language?}."),
     config_dir: Optional[Path] = ConfigDirOpt,
     json_out: bool = typer.Option(False, "--json", help="Print {topics: {id: {precision, recall, f1, tp, fp, fn}}, "
                                   "micro: {precision, recall, f1}}."),
@@ -82,17 +82,32 @@ def eval_topics(
     topic: list[str] = typer.Option([], "--topic", "-t", help="Only list errors of this topic (repeatable)."),
     rules_only: bool = typer.Option(True, "--rules-only/--with-model",
                                     help="Measure the rules alone (default) or rules + MEDIAMON_CLASSIFIER_MODEL."),
+    exclude_prefix: list[str] = typer.Option([], "--exclude-prefix",
+                                             help="Leave out items whose id starts with this (repeatable), "
+                                                  "e.g. page- for the paraphrases of dev.jsonl."),
+    split: str = typer.Option("all", "--split", help="all, or tune / untouched: the fixed split by sha1(id) % 3 "
+                              "(untouched = 0, a third for reporting only; tune on the rest)."),
 ) -> None:
     """Measure the topic rules on labelled items: precision, recall, F1, tp/fp/fn per topic and micro.
 
     Example: mediamon eval-topics ../shared/eval/dev.jsonl --errors --topic nato_posture
+
+    Example (real news only, the reporting third):
+    mediamon eval-topics ../shared/eval/dev.jsonl ../shared/eval/news_dev.jsonl --exclude-prefix page- --split untouched
     """
     from ..classify import load_classifier
+    from ..evaluation import SPLITS, select_rows
 
     with cli_errors():
+        if split not in SPLITS:
+            raise typer.BadParameter(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
         topics, settings = _load(config_dir)
         # read lazily: a bad line fails with its number before the rest is read
-        items = labelled_items(read_jsonl(str(file)), str(file), topics, now=utcnow())
+        items = []
+        for file in files:
+            rows = select_rows(read_jsonl(str(file)), exclude_prefixes=exclude_prefix, split=split)
+            items += labelled_items(rows, str(file), topics, now=utcnow())
+        file = files[0] if len(files) == 1 else Path(" + ".join(str(f) for f in files))
         classifier = None if rules_only else load_classifier(settings)
         ev = evaluate(items, topics, classifier)
     if json_out:
