@@ -147,6 +147,27 @@ class TestArticleStore:
         rel = store.search(SearchRequest(query="Орешник OR missile", sort="relevance"))
         assert {a.id for a in rel.hits} == {"a1", "a2", "a5"} and rel.total == 3
 
+    def test_search_by_lemma_and_alias(self, store):
+        """Every form of a word through its lemma (Беларусь/Беларуси share no stem), names through
+        the alias groups, abbreviations unstemmed: the same hits as the Python evaluator."""
+        from pipeline.aliases import AliasGroup, Aliases
+        from pipeline.query import parse_query
+
+        arts = [make_article("l1", title="Учения в Беларуси", language="ru").replace(published_at=T(20)),
+                make_article("l2", title="Переговоры в Белоруссии", language="ru").replace(published_at=T(21)),
+                make_article("l3", title="Lukashenko in Minsk", language="en").replace(published_at=T(22)),
+                make_article("l4", title="Выход из ДНЯО обсуждается", language="ru").replace(published_at=T(23)),
+                make_article("l5", title="Новости дня", language="ru").replace(published_at=T(24))]
+        store.index(arts)
+        aliases = Aliases((AliasGroup("belarus", ("Belarus", "Беларусь", "Белоруссия", "Minsk")),))
+        for query, al, want in (("Беларусь", None, ["l1"]), ("Беларусью", None, ["l1"]),
+                                ("Беларусь", aliases, ["l3", "l2", "l1"]), ("=Беларусь", aliases, ["l1"]),
+                                ('"в Белоруссия"', None, ["l2"]), ("ДНЯО", None, ["l4"])):
+            got = [a.id for a in store.search(SearchRequest(query=query, aliases=al)).hits]
+            assert got == want, (query, got)
+            q = parse_query(query, al)
+            assert sorted(got) == sorted(a.id for a in arts if q.matches(a)), query
+
     def test_search_paging_with_cursor_and_offset(self, store):
         store.index(corpus())
         seen: list[str] = []
