@@ -3,7 +3,7 @@
 PYTHON ?= python
 RESULTS ?= bench/results
 
-.PHONY: bench bench-translate bench-poll bench-stages bench-classify bench-search test test-fast
+.PHONY: bench bench-translate bench-poll bench-stages bench-classify bench-search test test-fast lint test-fast
 
 bench: bench-classify bench-stages bench-search bench-poll bench-translate
 	@echo "results in $(RESULTS)/"
@@ -27,8 +27,13 @@ bench-search: | $(RESULTS)
 	$(PYTHON) bench/search.py | tee $(RESULTS)/search.json
 	$(PYTHON) bench/search.py --cold | tee $(RESULTS)/search_cold.json
 
-test:
+test: lint
 	$(PYTHON) -m pytest
+
+# the gates CI runs before the tests (configured in pyproject.toml)
+lint:
+	ruff check .
+	mypy
 
 # the developer loop: everything but the end-to-end tests marked slow (CI runs them all)
 test-fast:

@@ -95,7 +95,7 @@ def main() -> None:
         doc = prolog + '<rss version="2.0"><channel><title>t</title><item><title>a</title>' \
                        "<link>https://example.com/a</link></item></channel></rss>"
         row = {"chars": len(doc), "prolog_new": cpu(parse._first_element_start, doc),
-               "parse_feed_new": cpu(lambda: parse.parse_feed(doc.encode(), url="https://example.com/f"))}
+               "parse_feed_new": cpu(lambda doc=doc: parse.parse_feed(doc.encode(), url="https://example.com/f"))}
         if old_ok:
             row["prolog_old"] = cpu(old_first_element_start, doc)
             old_ok = row["prolog_old"] <= args.max_old

@@ -87,7 +87,8 @@ def child(args) -> dict:
     src = tr.count_tokens(texts[2:])
     out_tok = [len(tr.tokenizer(a.title_en, add_special_tokens=False)["input_ids"]) for a in out]
     return {"mode": args.mode, "items": n, "batch_size": bs, "seconds": round(secs, 3),
-            "items_s": round(n / secs, 3), "device": tr.device, "peak_rss_mb": round(peak_rss_mb(), 1), "load_s": round(load_s, 2),
+            "items_s": round(n / secs, 3), "device": tr.device, "peak_rss_mb": round(peak_rss_mb(), 1),
+            "load_s": round(load_s, 2),
             "mean_source_tokens": round(sum(src) / len(src), 1), "generate_calls": counts.get("translation_batches"),
             "mean_output_pieces": round(sum(out_tok) / len(out_tok), 1)}
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from .analysis import has_cyrillic, lemmas, stems, tokenize
 from .configfile import check_id as _check_id

@@ -83,14 +83,14 @@ _STEMS_MAX = 200_000
 
 
 def stems(tokens: list[str]) -> list[str]:
-    out = list(map(_STEMS.get, tokens))
+    out: list[str | None] = list(map(_STEMS.get, tokens))
     if None in out:
         if len(_STEMS) > _STEMS_MAX:
             _STEMS.clear()
         for i, s in enumerate(out):
             if s is None:
                 out[i] = _STEMS[tokens[i]] = stem(tokens[i])
-    return out
+    return out  # type: ignore[return-value]  # no None left
 
 
 # text -> (tokens, stems) of recently analysed texts.  A batch of articles is analysed three times
@@ -157,7 +157,7 @@ def lemma(token: str) -> str:
         if _CYRILLIC_RE.search(token) is None:
             return token
         morph = _morph("uk" if _UK_ONLY_RE.search(token) else "ru")
-        parses = morph.parse(token)  # type: ignore[attr-defined]
+        parses = morph.parse(token)
         out = fold(parses[0].normal_form) if parses else token
         if len(_LEMMAS) >= _LEMMAS_MAX:
             _LEMMAS.clear()

@@ -37,6 +37,8 @@ from pathlib import Path
 
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
+from typing import cast
+
 import httpx
 
 from .config import FeedConfig
@@ -124,7 +126,7 @@ async def resolve_checked(host: str, port: int, settings: Settings) -> str | Non
     addrs = []
     for info in infos:
         try:
-            addrs.append(ipaddress.ip_address(info[4][0].split("%", 1)[0]))
+            addrs.append(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]))
         except ValueError:
             continue
     if not addrs:
@@ -174,6 +176,7 @@ class _BoundedDecoder:
         self.cap = cap
         self.total = 0
         enc = (encoding or "identity").strip().lower()
+        self.kind: str | None  # gzip | deflate | None (identity)
         if enc in ("gzip", "x-gzip"):
             self.kind = "gzip"
         elif enc == "deflate":
@@ -182,7 +185,7 @@ class _BoundedDecoder:
             self.kind = None
         else:
             raise PermanentFeedError(f"unsupported Content-Encoding {encoding!r}")
-        self._d = None
+        self._d: "zlib._Decompress | None" = None
         self._head = b""  # deflate: bytes held back until the header decides zlib vs raw
         self.members = 0
         self.parts: list[bytes] = []
@@ -193,14 +196,13 @@ class _BoundedDecoder:
             raise PermanentFeedError(f"response body exceeds {self.cap} bytes (decoded)")
         self.parts.append(data)
 
-    def _new_stream(self, first: bytes) -> None:
-        if self.kind == "gzip":
-            self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        else:
-            # a zlib header: CM = 8 in the low nibble and the 16-bit header a multiple of 31
-            is_zlib = len(first) >= 2 and (first[0] & 0x0F) == 8 and ((first[0] << 8) | first[1]) % 31 == 0
-            self._d = zlib.decompressobj(zlib.MAX_WBITS if is_zlib else -zlib.MAX_WBITS)
+    def _new_stream(self, first: bytes) -> "zlib._Decompress":
         self.members += 1
+        if self.kind == "gzip":
+            return zlib.decompressobj(16 + zlib.MAX_WBITS)
+        # a zlib header: CM = 8 in the low nibble and the 16-bit header a multiple of 31
+        is_zlib = len(first) >= 2 and (first[0] & 0x0F) == 8 and ((first[0] << 8) | first[1]) % 31 == 0
+        return zlib.decompressobj(zlib.MAX_WBITS if is_zlib else -zlib.MAX_WBITS)
 
     def _decompress(self, data: bytes) -> None:
         while data:
@@ -209,7 +211,7 @@ class _BoundedDecoder:
                     return  # bytes after the end of a deflate stream: ignored (as browsers do)
                 if self._d is not None and not data.startswith(b"\x1f"):
                     return  # padding or junk after the last gzip member (ignored, as curl and browsers do)
-                self._new_stream(data)
+                self._d = self._new_stream(data)
             out = self._d.decompress(data, self.cap - self.total + 1)
             self._add(out)
             while self._d.unconsumed_tail:
@@ -345,7 +347,8 @@ def _conditional_headers(state: FeedState | None) -> dict[str, str | bytes]:
 async def _fetch_http(client: httpx.AsyncClient, feed: FeedConfig, url: str, state: FeedState | None,
                       settings: Settings) -> FetchResult:
     started = time.monotonic()
-    headers = {"User-Agent": settings.user_agent, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"}
+    headers: dict[str, str | bytes] = {"User-Agent": settings.user_agent, "Accept": ACCEPT,
+                                       "Accept-Encoding": "gzip, deflate"}
     headers.update(_conditional_headers(state))
     current = url
     all_permanent = True
@@ -362,7 +365,10 @@ async def _fetch_http(client: httpx.AsyncClient, feed: FeedConfig, url: str, sta
             hop_headers["Host"] = u.netloc.decode("ascii")
             if u.scheme == "https":
                 extensions["sni_hostname"] = u.host
-        request = client.build_request("GET", req_url, headers=hop_headers, extensions=extensions)
+        # validators go back as the exact bytes the server sent; httpx.Headers takes str or bytes
+        # values at run time, its annotation lists one or the other
+        request = client.build_request("GET", req_url, headers=cast("dict[str, str]", hop_headers),
+                                       extensions=extensions)
         try:
             response = await client.send(request, stream=True, follow_redirects=False)
         except httpx.InvalidURL as exc:

@@ -118,6 +118,8 @@ class SMTPMailer:
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
+        if not s.smtp_host:
+            raise ValueError("SMTPMailer needs MEDIAMON_SMTP_HOST (unset: mail goes to the outbox)")
         ctx = ssl.create_default_context()
         if s.smtp_ssl:
             conn: smtplib.SMTP = smtplib.SMTP_SSL(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout, context=ctx)

@@ -200,7 +200,7 @@ class LanguageDetector:
         return top_code
 
 
-def _nfc(text: str | None) -> str | None:
+def _nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text) if text else text
 
 
@@ -221,7 +221,8 @@ def normalize_entry(raw: RawEntry, feed: FeedConfig, fetched_at: datetime,
                     encoding_errors: bool = False) -> Article:
     # NFC: a feed may send "й" as "и" + combining breve; Elasticsearch's analyzers and our Python
     # tokenizer must see the same letters, so text is composed once, here, at ingest
-    title, summary, content = _nfc(raw.title), _nfc(raw.summary), _nfc(raw.content)
+    title, summary = _nfc(raw.title), _nfc(raw.summary)
+    content = _nfc(raw.content) if raw.content else raw.content
     link = safe_link(raw.link)
     canonical = canonical_url(link)
     declared, tag = declared_language(feed, raw, feed_language)

@@ -81,7 +81,7 @@ from luqum import tree as lt
 from luqum.exceptions import ParseError
 from luqum.parser import parser as _luqum_parser
 
-from .aliases import NO_ALIASES, AliasGroup, Aliases
+from .aliases import NO_ALIASES, Aliases
 from .analysis import analyse, analyse_lemmas, fold, lemma, stem, token_spans, tokenize
 from .errors import MediamonError
 from .models import Article
@@ -879,13 +879,13 @@ def _compile(node: Node) -> Matcher:
         checks: list[Matcher] = []
         for scope, ss in terms.items():
             fs = frozenset(ss)
-            checks.append(lambda d, fs=fs, scope=scope: not fs.isdisjoint(d.stemset(scope)))
+            checks.append(_any_of_set(fs, scope, AnalyzedArticle.stemset))
         for scope, ls in lemma_terms.items():
             fl = frozenset(ls)
-            checks.append(lambda d, fl=fl, scope=scope: not fl.isdisjoint(d.lemmaset(scope)))
+            checks.append(_any_of_set(fl, scope, AnalyzedArticle.lemmaset))
         for scope, ps in prefixes.items():
             fp = tuple(sorted(ps))
-            checks.append(lambda d, fp=fp, scope=scope: d.has_any_prefix(scope, fp))
+            checks.append(_any_prefix(fp, scope))
         checks.extend(rest)
         if len(checks) == 1:
             return checks[0]
@@ -911,7 +911,7 @@ def _compile(node: Node) -> Matcher:
         checks = []
         for scope, ss in terms.items():
             fs = frozenset(ss)
-            checks.append(lambda d, fs=fs, scope=scope: fs.issubset(d.stemset(scope)))
+            checks.append(_all_stems(fs, scope))
         checks.extend(rest)
         if len(checks) == 1:
             return checks[0]
@@ -927,6 +927,19 @@ def _compile(node: Node) -> Matcher:
             return True
         return all_of
     raise TypeError(node)
+
+
+def _any_of_set(words: frozenset[str], scope: str,
+                channel: Callable[[AnalyzedArticle, str], frozenset[str]]) -> Matcher:
+    return lambda d: not words.isdisjoint(channel(d, scope))
+
+
+def _any_prefix(prefixes: tuple[str, ...], scope: str) -> Matcher:
+    return lambda d: d.has_any_prefix(scope, prefixes)
+
+
+def _all_stems(words: frozenset[str], scope: str) -> Matcher:
+    return lambda d: words.issubset(d.stemset(scope))
 
 
 def _compile_sequence(leaf: TextLeaf) -> Matcher:
@@ -1301,9 +1314,9 @@ def _sql_part(node: Node) -> _Part:
             if neg:
                 clauses.append(_FTS_NOT_IN)
                 params.append(" OR ".join(f"({x})" for x in neg))
-        for p in sqls:
-            clauses.append(f"({p[1]})")
-            params.extend(p[2])
+        for part in sqls:
+            clauses.append(f"({part[1]})")
+            params.extend(part[2])
         return ("sql", " AND ".join(clauses), params)
     # OrNode
     pos = [p[1] for p in parts if p[0] == "fts"]
@@ -1420,10 +1433,10 @@ def _es_stem_leaf(leaf: TextLeaf) -> dict:
             return {"match": {fields[0]: {"query": leaf.tokens[0]}}}
         return {"multi_match": {"query": leaf.tokens[0], "fields": fields}}
     if leaf.kind == "phrase":
-        sub = _phrase_subfield(leaf.tokens)
-        if sub is not None:
+        phrase_sub = _phrase_subfield(leaf.tokens)
+        if phrase_sub is not None:
             text = " ".join(leaf.tokens)
-            fields = [f"{b}.{sub}" for b in bases]
+            fields = [f"{b}.{phrase_sub}" for b in bases]
             if len(fields) == 1:
                 return {"match_phrase": {fields[0]: {"query": text}}}
             return {"multi_match": {"query": text, "fields": fields, "type": "phrase"}}

@@ -104,7 +104,8 @@ class Staging:
             raise ValueError(f"invalid staging key {key!r}")
         self.key = key
         self.local = _is_local(root)
-        self.path = (Path(root) if self.local else root) / key
+        # a local Path, or a universal_pathlib / ObjectStoragePath (fsspec: .fs, .path)
+        self.path: Any = (Path(root) if self.local else root) / key
 
     @classmethod
     def for_run(cls, settings: Settings, run_id: str) -> "Staging":

@@ -75,7 +75,7 @@ def _fail_without_retry(exc: Exception) -> None:
     try:
         from airflow.sdk.exceptions import AirflowFailException
     except ImportError:  # pragma: no cover - pipeline without Airflow
-        raise exc
+        raise exc from None
     raise AirflowFailException(f"{exc} (not retried: fix the configuration and trigger a new run)") from exc
 
 

@@ -76,3 +76,11 @@ class FeedServer:
 @pytest.fixture
 def feed_server(httpserver) -> FeedServer:
     return FeedServer(httpserver)
+
+
+@pytest.fixture(scope="session")
+def tiny_marian_dir(tmp_path_factory) -> Path:
+    """A tiny random Marian model (128 positions → at most 127 source tokens per input), built once."""
+    from .tiny_marian import build_marian_dir
+
+    return build_marian_dir(tmp_path_factory.mktemp("tiny-marian") / "model", max_positions=128)

@@ -21,7 +21,6 @@ from pipeline.translate import chunk_text, clear_translator_cache, get_translato
 from pipeline.translate.ctranslate2 import CT2Translator  # noqa: E402
 
 from .conftest import make_settings  # noqa: E402
-from .tiny_marian import tiny_marian_dir  # noqa: E402,F401 - session fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)

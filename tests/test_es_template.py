@@ -239,7 +239,7 @@ def test_prefix_rewrites_patterns_and_alias():
 def test_state_indices_are_strict_and_match_their_records():
     from pipeline.store.elasticsearch import STATE_INDEX_FILES
 
-    for suffix, fname in STATE_INDEX_FILES.items():
+    for fname in STATE_INDEX_FILES.values():
         body = json.loads((ES_DIR / fname).read_text(encoding="utf-8"))
         assert body["mappings"]["dynamic"] == "strict", fname
     fs = json.loads((ES_DIR / "feed-state.index.json").read_text(encoding="utf-8"))

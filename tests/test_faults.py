@@ -30,7 +30,6 @@ from pipeline.store.sqlite import SQLiteStore
 
 from .conftest import ROOT, make_settings
 from .test_mail import SMTPCatcher
-from .tiny_marian import tiny_marian_dir  # noqa: F401 - session fixture
 
 RECIPIENTS = ("analyst@example.org",)
 RULE = AlertConfig(id="oreshnik", query="Орешник OR Oreshnik", recipients=RECIPIENTS, mode="immediate")
@@ -184,7 +183,7 @@ def test_disk_full_fails_the_cycle_cleanly_then_recovers(env):
 
 
 @pytest.mark.slow
-def test_translator_failing_on_one_item_fails_it_alone(tmp_path, feed_server, smtp, tiny_marian_dir):  # noqa: F811
+def test_translator_failing_on_one_item_fails_it_alone(tmp_path, feed_server, smtp, tiny_marian_dir):
     from pipeline.translate import get_translator
 
     settings = make_settings(tmp_path, translation_backend="transformers", translation_model=str(tiny_marian_dir),

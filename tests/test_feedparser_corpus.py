@@ -21,7 +21,6 @@ results per folder is printed (``-s``) and kept in docs/RELIABILITY.md.
 from __future__ import annotations
 
 import ast
-import asyncio
 import html
 import re
 from collections import Counter, defaultdict

@@ -17,7 +17,6 @@ from pipeline.translate import (chunk_text, clear_translator_cache, get_translat
                                 text_key, translate_stage)
 
 from .conftest import FEED_FIXTURES, make_settings, write_feeds_yaml
-from .tiny_marian import tiny_marian_dir  # noqa: F401 - session fixture
 
 MAX_POSITIONS = 128  # tiny model: 127 source tokens + </s>
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)

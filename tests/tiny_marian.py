@@ -14,7 +14,6 @@ import json
 import warnings
 from pathlib import Path
 
-import pytest
 
 CORPUS = """\
 Россия может разместить ракетный комплекс «Орешник» в Белоруссии до конца года.
@@ -88,9 +87,3 @@ def build_marian_dir(out: Path, *, vocab_size: int = 400, config_vocab_size: int
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
-
-
-@pytest.fixture(scope="session")
-def tiny_marian_dir(tmp_path_factory) -> Path:
-    """A tiny random Marian model (128 positions → at most 127 source tokens per input)."""
-    return build_marian_dir(tmp_path_factory.mktemp("tiny-marian") / "model", max_positions=128)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.markup import escape
@@ -172,7 +172,7 @@ def feeds_list(
         feeds = load_feeds(settings.config_dir)
         with open_store(settings) as store:
             states = store.get_feed_states()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for f in feeds:
         s = states.get(f.id)
         rows.append({

@@ -44,7 +44,8 @@ def translate(
 
     Input lines: {"id", "text"} or {"id", "title", "summary"}, optional "language" (default --language).
 
-    Output lines: the same id, "text_en" (or "title_en" and "summary_en") and the provenance "translation" {status, model, truncated, suspicious, error}.
+    Output lines: the same id, "text_en" (or "title_en" and "summary_en") and the provenance
+    "translation" {status, model, truncated, suspicious, error}.
 
     Texts translated before come from the store's cache unless --no-cache. Exit status 1 when the model cannot be loaded.
 

@@ -483,7 +483,7 @@ class ElasticsearchStore(Closing):
                               ("feed_id", req.feed_ids)):
             if values:
                 f.append({"terms": {field: list(values)}})
-        rng: dict[str, str] = {}
+        rng: dict[str, str | None] = {}
         if req.since:
             rng["gte"] = to_iso(req.since)
         if req.until:
@@ -609,7 +609,7 @@ class ElasticsearchStore(Closing):
         return found
 
     def get_translations(self, keys: Iterable[TranslationKey]) -> dict[TranslationKey, str]:
-        keys = list(dict.fromkeys(tuple(k) for k in keys))
+        keys = list(dict.fromkeys(keys))
         if not keys:
             return {}
         by_id = {translation_doc_id(k): k for k in keys}

@@ -52,7 +52,7 @@ def plain_items(n: int, prefix: str = "https://hostile.example/news/", *, start:
 def billion_laughs(*, one_line: bool) -> bytes:
     """Ten levels of ten references: 10**9 'lol's if anything expanded it."""
     sep = "" if one_line else "\n "
-    decls = [f'<!ENTITY lol0 "lol">']
+    decls = ['<!ENTITY lol0 "lol">']
     for k in range(1, 10):
         decls.append(f'<!ENTITY lol{k} "' + f"&lol{k - 1};" * 10 + '">')
     prolog = f"<!DOCTYPE rss [{sep}" + sep.join(decls) + f"{sep}]>" + ("" if one_line else "\n")
