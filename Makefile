@@ -3,7 +3,7 @@
 PYTHON ?= python
 RESULTS ?= bench/results
 
-.PHONY: bench bench-translate bench-poll bench-stages bench-classify bench-search test test-fast lint test-fast
+.PHONY: bench bench-translate bench-poll bench-stages bench-classify bench-search test test-fast lint
 
 bench: bench-classify bench-stages bench-search bench-poll bench-translate
 	@echo "results in $(RESULTS)/"
