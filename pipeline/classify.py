@@ -3,7 +3,7 @@
 How the two combine
 -------------------
 * **Rules** (always): a topic applies when its query matches the item (original or English text,
-  see pipeline/query.py).  ``TopicMatch(method="rule", score=1.0, terms=<matched words as written>)``.
+  see pipeline/query/).  ``TopicMatch(method="rule", score=1.0, terms=<matched words as written>)``.
 * **Model** (only when ``MEDIAMON_CLASSIFIER_MODEL`` is set): a zero-shot NLI model scores the
   topics the rules did *not* assign: premise = the item (English text when there is a translation),
   hypothesis = "This news item is about <first sentence of the topic description>."  The topic

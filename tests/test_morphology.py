@@ -15,7 +15,8 @@ import pytest
 
 from pipeline.aliases import load_aliases
 from pipeline.analysis import fold, lemma, stem
-from pipeline.query import _is_acronym, parse_query, to_es
+from pipeline.query import parse_query, to_es
+from pipeline.query.parse import _is_acronym
 from pipeline.store.base import SearchRequest
 from pipeline.store.sqlite import SQLiteStore
 

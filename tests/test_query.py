@@ -135,7 +135,7 @@ def test_fts_terms_are_quoted_safely(store):
 
 def test_compiled_closures_agree_with_tree_walk():
     """The grouped set operations in Query.compile equal the plain recursive evaluation."""
-    from pipeline.query import _eval
+    from pipeline.query.evaluate import _eval
 
     queries = {c.query for c in CASES}
     docs = [analyze_article(a) for a in ARTICLES]
