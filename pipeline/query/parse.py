@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import threading
 from functools import lru_cache
+from typing import Iterator
 
 from luqum import tree as lt
 from luqum.exceptions import ParseError
@@ -30,9 +31,8 @@ MAX_CLAUSES = 1024
 MAX_FILTERS = 200
 
 
-def _paren_overflow(text: str) -> int | None:
-    """Position of the first '(' nested deeper than MAX_PARENS (outside quotes), else None."""
-    depth = 0
+def _outside_quotes(text: str) -> Iterator[tuple[int, str]]:
+    """(offset, character) of each character outside "phrases", backslash escapes skipped."""
     in_quote = False
     i = 0
     while i < len(text):
@@ -42,13 +42,21 @@ def _paren_overflow(text: str) -> int | None:
             continue
         if c == '"':
             in_quote = not in_quote
-        elif not in_quote and c == "(":
+        elif not in_quote:
+            yield i, c
+        i += 1
+
+
+def _paren_overflow(text: str) -> int | None:
+    """Position of the first '(' nested deeper than MAX_PARENS (outside quotes), else None."""
+    depth = 0
+    for i, c in _outside_quotes(text):
+        if c == "(":
             depth += 1
             if depth > MAX_PARENS:
                 return i
-        elif not in_quote and c == ")":
+        elif c == ")":
             depth = max(0, depth - 1)
-        i += 1
     return None
 
 
@@ -149,20 +157,11 @@ def _strip_noalias(text: str) -> tuple[str, frozenset[int]]:
     valid; return the positions of the words it marked."""
     marks: list[int] = []
     out = list(text)
-    in_quote = False
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == '"':
-            in_quote = not in_quote
-        elif (c == "=" and not in_quote and (i == 0 or text[i - 1] in " \t\r\n(:+-")
-              and i + 1 < len(text) and (text[i + 1] == '"' or text[i + 1].isalnum())):
+    for i, c in _outside_quotes(text):
+        if (c == "=" and (i == 0 or text[i - 1] in " \t\r\n(:+-")
+                and i + 1 < len(text) and (text[i + 1] == '"' or text[i + 1].isalnum())):
             out[i] = " "
             marks.append(i + 1)
-        i += 1
     return "".join(out), frozenset(marks)
 
 
