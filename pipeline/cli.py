@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "pipeline.commands.topics",
     "pipeline.commands.setup",
     "pipeline.commands.models",
+    "pipeline.commands.serve",      # the search page (pipeline/web)
 ]
 
 

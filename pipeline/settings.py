@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     cycle_batch_items: int = Field(default=1000, ge=1, le=1_000_000,
                                    description="items per batch stored while the poll is still running")
 
+    # web page (`mediamon serve`, pipeline/web): required to bind anywhere but loopback; sent as
+    # HTTP Basic password (any user name) or "Authorization: Bearer <token>"
+    web_token: str | None = Field(default=None, repr=False)
+
     @property
     def store_path(self) -> Path:
         return self.data_dir / "mediamon.sqlite3"
