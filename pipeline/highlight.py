@@ -3,8 +3,8 @@
 The words marked are exactly the words that made a query match an article:
 :meth:`pipeline.query.Query.matched_terms` lists them as written in the text (a lemma match such as
 ``Беларусь`` → ``Белоруссии``, an alias match such as ``Belarus`` → ``Беларуси``, a prefix match, a
-phrase as a whole), and they are found again here by their folded tokens
-(:func:`pipeline.analysis.token_spans`), a phrase only where its words stand together.  Nothing is
+phrase as a whole), and they are found again here as whole words (case-insensitive, ``е`` = ``ё``, the folding of
+:func:`pipeline.analysis.tokenize`), a phrase only where its words stand together.  Nothing is
 marked by stem similarity alone, so a word is never marked that the query did not match.
 
 Feed text is hostile: every piece is escaped on its own before ``<mark>`` is put around marked
@@ -16,11 +16,12 @@ it.  The result is a :class:`markupsafe.Markup` that templates insert as it is.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from markupsafe import Markup, escape
 
-from .analysis import token_spans, tokenize
+from .analysis import tokenize
 
 if TYPE_CHECKING:
     from .models import Article
@@ -42,23 +43,26 @@ def term_sequences(terms: Iterable[str]) -> set[tuple[str, ...]]:
     return {tuple(toks) for toks in (tokenize(t) for t in terms) if toks}
 
 
+_WORD = r"[^\W_]"
+
+
+def _token_pattern(token: str) -> str:
+    return "".join("[её]" if ch in "её" else re.escape(ch) for ch in token)
+
+
+@lru_cache(maxsize=4096)
+def _matcher(seqs: frozenset[tuple[str, ...]]) -> re.Pattern[str]:
+    """One regex for all sequences: each a run of whole words (any case, е = ё) separated by
+    non-word characters, longest first; never part of a longer word."""
+    alts = sorted(seqs, key=lambda s: (-len(s), -sum(map(len, s))))
+    body = "|".join(r"[\W_]+".join(_token_pattern(t) for t in seq) for seq in alts)
+    return re.compile(rf"(?<!{_WORD})(?:{body})(?!{_WORD})", re.IGNORECASE)
+
+
 def _marked(text: str, seqs: set[tuple[str, ...]]) -> list[tuple[int, int]]:
-    if not seqs:
+    if not seqs or not text:
         return []
-    spans = token_spans(text)
-    folded = [s[2] for s in spans]
-    lengths = sorted({len(s) for s in seqs}, reverse=True)
-    out: list[tuple[int, int]] = []
-    i = 0
-    while i < len(spans):
-        for n in lengths:  # longest phrase first
-            if tuple(folded[i:i + n]) in seqs:
-                out.append((spans[i][0], spans[i + n - 1][1]))
-                i += n
-                break
-        else:
-            i += 1
-    return out
+    return [m.span() for m in _matcher(frozenset(seqs)).finditer(text)]
 
 
 def _render(text: str, marks: Sequence[tuple[int, int]], lo: int = 0, hi: int | None = None) -> Markup:
