@@ -202,3 +202,36 @@ def test_safe_link_and_chart():
     assert [b["count"] for b in c["bars"]] == [2, 0, 4] and c["unit"] == "day"
     c = chart({"2025-01-01": 1, "2026-11-03": 4})
     assert c["unit"] == "week" and c["total"] == 5
+
+
+@pytest.mark.slow
+def test_mediamon_serve_command_serves_on_loopback(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "config").mkdir()
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port),
+                             "--data-dir", str(tmp_path / "data"), "--config-dir", str(tmp_path / "config")],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/?q=test", timeout=5) as r:
+                    assert r.status == 200 and r.headers["Content-Security-Policy"] == CSP
+                    assert "0</strong> items" in r.read().decode()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read().decode()
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.3)
+    finally:
+        proc.terminate()
+        proc.wait(10)
