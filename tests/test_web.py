@@ -72,7 +72,7 @@ def test_every_page_renders_with_strict_headers(web):
         assert "script-src" not in CSP and "default-src 'none'" in CSP and "unsafe" not in CSP
         assert r.headers["x-content-type-options"] == "nosniff"
         assert r.headers["referrer-policy"] == "no-referrer"
-        assert "app;dur=" in r.headers["server-timing"]
+        assert "app;dur=" in r.headers["server-timing"] and "cpu;dur=" in r.headers["server-timing"]
         if path != "/static/style.css":
             assert "<script" not in r.text.lower() and " on" + "error=" not in r.text and "style=" not in r.text
 

@@ -90,13 +90,14 @@ class Guard:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
 
         async def send_wrapped(message):
             if message["type"] == "http.response.start":
                 headers = [h for h in message.get("headers", []) if h[0].lower() not in dict(SECURITY_HEADERS)]
                 headers += SECURITY_HEADERS
-                headers.append((b"server-timing", f"app;dur={(time.perf_counter() - started) * 1000:.2f}".encode()))
+                headers.append((b"server-timing", f"app;dur={(time.perf_counter() - started) * 1000:.2f}, "
+                                f"cpu;dur={(time.process_time() - cpu) * 1000:.2f}".encode()))
                 message = {**message, "headers": headers}
             await send(message)
 

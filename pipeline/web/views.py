@@ -251,6 +251,7 @@ class Views:
         self.store = store
         self._config_at = 0.0
         self._facets: tuple[float, Stats] | None = None
+        self._stats_cache: dict[tuple, tuple[float, Stats]] = {}
         self._load_config()
 
     def _load_config(self) -> None:
@@ -277,6 +278,22 @@ class Views:
             self._facets = (now, self.store.stats(SearchRequest()))
         return self._facets[1]
 
+    STATS_TTL = 30.0  # seconds a result's counts are reused (paging and sorting do not change them)
+
+    def stats(self, req: SearchRequest) -> Stats:
+        """Counts for the chart and facets of a result, cached per query and filters (not page or
+        sort) for STATS_TTL seconds."""
+        key = (req.query, req.languages, req.topics, req.sources, req.feed_ids, req.since, req.until)
+        now = time.monotonic()
+        hit = self._stats_cache.get(key)
+        if hit and now - hit[0] <= self.STATS_TTL:
+            return hit[1]
+        st = self.store.stats(replace(req, limit=0, offset=0, sort="newest"))
+        if len(self._stats_cache) >= 256:
+            self._stats_cache.clear()
+        self._stats_cache[key] = (now, st)
+        return st
+
     # -- search --------------------------------------------------------------------------------------
     def search(self, form: Form) -> dict[str, Any]:
         self.refresh()
@@ -292,9 +309,13 @@ class Views:
         req = form.request(self.aliases)
         if ctx["error"] is None and not form.errors:
             result = self.store.search(req)
-            stats = self.store.stats(req)
-            ctx.update(total=result.total, hits=[hit_view(a, query) for a in result.hits],
-                       chart=chart(stats.by_day), stats=stats)
+            stats = self.stats(req)
+            c = chart(stats.by_day)
+            if c:  # each bar links to the same search over its period
+                base = "/?" + replace(form, since="", until="", page=1).params()
+                for b in c["bars"]:
+                    b["href"] = f"{base}&since={b['since']}&until={b['until']}"
+            ctx.update(total=result.total, hits=[hit_view(a, query) for a in result.hits], chart=c, stats=stats)
         ctx["pages"] = max(1, math.ceil(min(ctx["total"], MAX_OFFSET + PAGE_SIZE) / PAGE_SIZE))
         ctx["first_row"] = (form.page - 1) * PAGE_SIZE + 1
         ctx.update(self._filter_options(form))
@@ -384,7 +405,7 @@ class Views:
         req = SearchRequest(topics=(t.id,), limit=PAGE_SIZE)
         query = parse_query(t.query, self.aliases)
         res = self.store.search(req)
-        return {"t": t, "total": res.total, "chart": chart(self.store.stats(req).by_day),
+        return {"t": t, "total": res.total, "chart": chart(self.stats(req).by_day),
                 "hits": [hit_view(a, query) for a in res.hits], "topic_names": self.topic_names}
 
     def alerts_page(self) -> dict[str, Any]:
