@@ -141,6 +141,8 @@ def test_read_only_and_loopback_host_only(web):
     assert c.post("/", data={"q": "x"}).status_code == 405
     assert TestClient(c.app, base_url="http://attacker.example").get("/").status_code == 400
     assert TestClient(c.app, base_url="http://localhost:9999").get("/").status_code == 200
+    assert TestClient(c.app, base_url="http://[::1]:9999").get("/").status_code == 200
+    assert TestClient(c.app, base_url="http://127.0.0.1.evil.example").get("/").status_code == 400
 
 
 def test_token_required_when_bound_beyond_loopback(web):

@@ -51,7 +51,6 @@ SECURITY_HEADERS = [
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
 ]
-LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]", "::1"}
 
 
 def is_loopback(host: str) -> bool:
@@ -74,7 +73,7 @@ class Guard:
         if self.token is None:
             host = headers.get(b"host", b"").decode("latin-1").lower()
             name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-            return name in LOOPBACK_NAMES
+            return is_loopback(name)
         auth = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, value = auth.partition(" ")
         given = ""
