@@ -514,6 +514,15 @@ class SQLiteStore:
             [rank, *params, request.limit, request.offset]).fetchall()
         return self._rows_to_articles(rows)
 
+    def count_by_day(self, request: SearchRequest) -> dict[str, int]:
+        """Hits per UTC day (``YYYY-MM-DD``, newest first): ``stats(request).by_day`` alone, one
+        query instead of five (the count-over-time chart of ``mediamon serve``)."""
+        clauses, params = self._where(request)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self._db.execute(f"SELECT substr(a.published_at, 1, 10) AS k, count(*) FROM articles a{where}"
+                                " GROUP BY k ORDER BY k DESC", params).fetchall()
+        return {str(k): n for k, n in rows if k is not None}
+
     def stats(self, request: SearchRequest | None = None) -> Stats:
         req = request or SearchRequest()
         clauses, params = self._where(req)

@@ -31,7 +31,7 @@ from ..store.base import SearchRequest, Stats
 PAGE_SIZE = 20
 MAX_OFFSET = 10_000      # deepest page (offset paging)
 EXPORT_MAX = 10_000      # rows in one export
-SORTS = ("relevance", "newest", "oldest")
+SORTS = ("newest", "oldest", "relevance")
 
 
 def safe_link(url: str | None) -> str | None:
@@ -78,7 +78,7 @@ class Form:
         f = cls(q=(params.get("q") or "")[:2000], language=get("language"), topic=get("topic"),
                 source=get("source"), feed=get("feed"), since=get("since"), until=get("until"))
         sort = get("sort")
-        f.sort = sort if sort in SORTS else ("relevance" if f.q.strip() else "newest")
+        f.sort = sort if sort in SORTS else "newest"  # as Kibana Discover: by time unless asked
         try:
             f.page = max(1, min(int(get("page") or 1), MAX_OFFSET // PAGE_SIZE + 1))
         except ValueError:
@@ -251,8 +251,9 @@ class Views:
         self.store = store
         self._config_at = 0.0
         self._facets: tuple[float, Stats] | None = None
-        self._stats_cache: dict[tuple, tuple[float, Stats]] = {}
+        self._stats_cache: dict[tuple, tuple[float, dict[str, int]]] = {}
         self._load_config()
+        self.facets()
 
     def _load_config(self) -> None:
         cfg = self.settings.config_dir
@@ -272,32 +273,36 @@ class Views:
             self._load_config()
 
     def facets(self) -> Stats:
-        """Counts over the whole store for the filter lists (cached for 60 s)."""
+        """Counts over the whole store for the filter lists and topic counts (computed at start-up,
+        then again when 10 minutes old)."""
         now = time.monotonic()
-        if self._facets is None or now - self._facets[0] > 60:
+        if self._facets is None or now - self._facets[0] > 600:
             self._facets = (now, self.store.stats(SearchRequest()))
         return self._facets[1]
 
-    STATS_TTL = 30.0  # seconds a result's counts are reused (paging and sorting do not change them)
+    COUNTS_TTL = 30.0  # seconds a result's counts per day are reused (paging and sorting do not change them)
 
-    def stats(self, req: SearchRequest) -> Stats:
-        """Counts for the chart and facets of a result, cached per query and filters (not page or
-        sort) for STATS_TTL seconds."""
+    def by_day(self, req: SearchRequest) -> dict[str, int]:
+        """Hits per day for the chart, cached per query and filters (not page or sort) for
+        COUNTS_TTL seconds; ``count_by_day`` where the store has it (SQLite: one query), else
+        ``stats().by_day``."""
         key = (req.query, req.languages, req.topics, req.sources, req.feed_ids, req.since, req.until)
         now = time.monotonic()
         hit = self._stats_cache.get(key)
-        if hit and now - hit[0] <= self.STATS_TTL:
+        if hit and now - hit[0] <= self.COUNTS_TTL:
             return hit[1]
-        st = self.store.stats(replace(req, limit=0, offset=0, sort="newest"))
+        plain = replace(req, limit=0, offset=0, sort="newest")
+        fast = getattr(self.store, "count_by_day", None)
+        days = fast(plain) if fast else self.store.stats(plain).by_day
         if len(self._stats_cache) >= 256:
             self._stats_cache.clear()
-        self._stats_cache[key] = (now, st)
-        return st
+        self._stats_cache[key] = (now, days)
+        return days
 
     # -- search --------------------------------------------------------------------------------------
     def search(self, form: Form) -> dict[str, Any]:
         self.refresh()
-        ctx: dict[str, Any] = {"form": form, "error": None, "hits": [], "total": 0, "chart": None, "stats": None}
+        ctx: dict[str, Any] = {"form": form, "error": None, "hits": [], "total": 0, "chart": None}
         query: Query | None = None
         if form.q.strip():
             try:
@@ -309,13 +314,12 @@ class Views:
         req = form.request(self.aliases)
         if ctx["error"] is None and not form.errors:
             result = self.store.search(req)
-            stats = self.stats(req)
-            c = chart(stats.by_day)
+            c = chart(self.by_day(req))
             if c:  # each bar links to the same search over its period
                 base = "/?" + replace(form, since="", until="", page=1).params()
                 for b in c["bars"]:
                     b["href"] = f"{base}&since={b['since']}&until={b['until']}"
-            ctx.update(total=result.total, hits=[hit_view(a, query) for a in result.hits], chart=c, stats=stats)
+            ctx.update(total=result.total, hits=[hit_view(a, query) for a in result.hits], chart=c)
         ctx["pages"] = max(1, math.ceil(min(ctx["total"], MAX_OFFSET + PAGE_SIZE) / PAGE_SIZE))
         ctx["first_row"] = (form.page - 1) * PAGE_SIZE + 1
         ctx.update(self._filter_options(form))
@@ -405,7 +409,7 @@ class Views:
         req = SearchRequest(topics=(t.id,), limit=PAGE_SIZE)
         query = parse_query(t.query, self.aliases)
         res = self.store.search(req)
-        return {"t": t, "total": res.total, "chart": chart(self.stats(req).by_day),
+        return {"t": t, "total": res.total, "chart": chart(self.by_day(req)),
                 "hits": [hit_view(a, query) for a in res.hits], "topic_names": self.topic_names}
 
     def alerts_page(self) -> dict[str, Any]:
