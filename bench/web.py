@@ -5,7 +5,7 @@ classified by the shipped topics, stored through ``SQLiteStore.index``), then re
 the ASGI app in-process (Starlette's TestClient, no network) and reads the app's own
 ``Server-Timing`` header (``app``: wall time, ``cpu``: the process's CPU time, which a loaded
 machine inflates less): the time from the request reaching the app to the response head, i.e.
-search + counts for the chart and facets + highlighting + template rendering (the body is
+search + counts per day for the chart + highlighting + template rendering (the body is
 rendered before the head is sent).  Each page: ``--repeat`` requests with the
 result's counts per day computed afresh each time (``p50_ms``: a new query), each followed by
 one that reuses them (``counts_cached_p50_ms``: paging or re-sorting the same result); p50 / p95
