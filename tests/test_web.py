@@ -103,6 +103,9 @@ def test_filters_paging_and_date_range(web):
     assert '<strong id="total">5</strong>' in r.text
     r = c.get("/", params={"source": "Test RU", "page": "2"})
     assert "page 2 of 2" in r.text and 'start="21"' in r.text
+    r = c.get("/", params={"topic": "belarus_russia_military"})
+    n = int(r.text.split('<strong id="total">')[1].split("<")[0])
+    assert n >= 30 and r.text.count('class="tag">Belarus–Russia military cooperation<') == min(n, 20)
     day = (NOW - timedelta(hours=1)).date().isoformat()
     r = c.get("/", params={"since": day, "until": day})
     assert '<strong id="total">' in r.text and r.text.count('class="hit"') == 4  # 19:00, 14:00, 09:00, 04:00 on 2026-11-19
