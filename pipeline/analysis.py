@@ -197,7 +197,9 @@ def token_spans(text: str | None) -> list[tuple[int, int, str]]:
     """(start, end, folded token) over the original string, for highlighting matched terms."""
     if not text:
         return []
-    out = []
-    for m in TOKEN_RE.finditer(text):
-        out.append((m.start(), m.end(), fold(m.group())))
-    return out
+    f = _fold_token
+    return [(m.start(), m.end(), f(m.group())) for m in TOKEN_RE.finditer(text)]
+
+
+# fold() of one token, cached: highlighting a page of results meets the same few thousand words
+_fold_token = lru_cache(maxsize=100_000)(fold)

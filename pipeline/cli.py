@@ -34,6 +34,7 @@ COMMAND_MODULES = [
     "pipeline.commands.setup",
     "pipeline.commands.models",
     "pipeline.commands.secrets",
+    "pipeline.commands.serve",      # the search page (pipeline/web)
 ]
 
 

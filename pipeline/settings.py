@@ -132,6 +132,9 @@ class Settings(BaseSettings):
 
     # logging: one JSON object per line instead of "event key=value" (the CLI reads it at start-up)
     log_json: bool = False
+    # web page (`mediamon serve`, pipeline/web): required to bind anywhere but loopback; sent as
+    # HTTP Basic password (any user name) or "Authorization: Bearer <token>"
+    web_token: str | None = Field(default=None, repr=False)
 
     @property
     def store_path(self) -> Path:

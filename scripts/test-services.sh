@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # PostgreSQL and Redis on loopback for the CeleryExecutor end-to-end test
 # (tests/test_airflow_celery.py), from the Debian packages:
-#   scripts/test-services.sh install   apt-get install postgresql redis-server (root)
+#   scripts/test-services.sh install   apt-get install postgresql redis-server shellcheck chromium (root)
 #   scripts/test-services.sh start     start both on 127.0.0.1, create the test role
 #   scripts/test-services.sh stop      stop both
 # The test connects to MEDIAMON_TEST_POSTGRES_URL / MEDIAMON_TEST_REDIS_URL (defaults below).
@@ -28,7 +28,8 @@ pg_cluster() {  # "<version> <name>" of the first cluster, created if there is n
 case "${1:-}" in
   install)
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server shellcheck >/dev/null
+    # chromium: tests/test_web_browser.py (Playwright launches Debian's executable; no browser download)
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server shellcheck chromium >/dev/null
     ;;
   start)
     read -r ver name < <(pg_cluster)

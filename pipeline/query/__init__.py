@@ -71,12 +71,12 @@ Known differences between executions (documented, not tested as equal)
 from __future__ import annotations
 
 from .compile_es import to_es
-from .compile_fts import to_sqlite
+from .compile_fts import to_fts_rank, to_sqlite
 from .evaluate import AnalyzedArticle, Explanation, Query, analyze_article
 from .parse import MAX_CLAUSES, MAX_DEPTH, MAX_FILTERS, MAX_PARENS, parse_query
 from .tree import FIELDS, LEMMA_FIELD, TEXT_FIELDS, QuerySyntaxError
 
 __all__ = [
-    "QuerySyntaxError", "Query", "parse_query", "to_sqlite", "to_es", "AnalyzedArticle", "analyze_article",
+    "QuerySyntaxError", "Query", "parse_query", "to_sqlite", "to_fts_rank", "to_es", "AnalyzedArticle", "analyze_article",
     "Explanation", "TEXT_FIELDS", "FIELDS", "LEMMA_FIELD", "MAX_DEPTH", "MAX_PARENS", "MAX_CLAUSES", "MAX_FILTERS",
 ]

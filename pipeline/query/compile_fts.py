@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..analysis import fold
 from .evaluate import Query
 from .parse import parse_query
-from .tree import _FTS_COLUMNS, AllNode, AndNode, KeywordLeaf, Node, NotNode, TextLeaf
+from .tree import _FTS_COLUMNS, AllNode, AndNode, KeywordLeaf, Node, NotNode, OrNode, TextLeaf
 
 
 # --------------------------------------------------------------------------------------------------
@@ -148,3 +148,25 @@ def to_sqlite(query: Query | str) -> tuple[str, list]:
     if isinstance(query, str):
         query = parse_query(query)
     return _as_sql(_sql_part(query.root))
+
+
+def to_fts_rank(query: Query | str) -> str | None:
+    """An FTS5 MATCH expression (OR) of the query's positive text leaves, for BM25 ordering
+    (``SearchRequest(sort="relevance")`` in the embedded store); None when there is none."""
+    if isinstance(query, str):
+        query = parse_query(query)
+    leaves: list[TextLeaf] = []
+
+    def walk(node: Node, negated: bool) -> None:
+        if isinstance(node, TextLeaf):
+            if not negated:
+                leaves.append(node)
+        elif isinstance(node, NotNode):
+            walk(node.child, not negated)
+        elif isinstance(node, (AndNode, OrNode)):
+            for c in node.children:
+                walk(c, negated)
+
+    walk(query.root, False)
+    parts = list(dict.fromkeys(_fts_leaf(leaf) for leaf in leaves))
+    return " OR ".join(f"({p})" for p in parts) if parts else None

@@ -473,6 +473,12 @@ class SQLiteStore(Closing):
         clauses, params = self._where(request)
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
         total = self._db.execute(f"SELECT count(*) FROM articles a{where}", params).fetchone()[0]
+        if request.sort == "relevance" and request.query and request.query.strip():
+            from ..query import parse_query, to_fts_rank
+
+            rank = to_fts_rank(parse_query(request.query, request.aliases))
+            if rank:
+                return SearchResult(total=total, hits=tuple(self._by_relevance(rank, where, params, request)))
         order = "a.published_at DESC, a.rowid DESC" if request.sort != "oldest" else "a.published_at ASC, a.rowid ASC"
         page_clauses = list(clauses)
         page_params = list(params)
@@ -495,6 +501,27 @@ class SQLiteStore(Closing):
         if rows and len(rows) == request.limit:
             next_cursor = _encode_cursor(rows[-1][1], rows[-1][2])
         return SearchResult(total=total, hits=tuple(hits), next_cursor=next_cursor)
+
+    def _by_relevance(self, rank: str, where: str, params: list, request: SearchRequest) -> list[Article]:
+        """BM25 order (FTS5's bm25(), lower is better) over the query's positive words, then newest;
+        hits matched only by keyword clauses (``source:x OR …``) rank last.  Offset paging only."""
+        rows = self._db.execute(
+            "SELECT d.doc FROM (SELECT a.rowid AS rid, coalesce(r.score, 0) AS score, a.published_at AS p"
+            " FROM articles a LEFT JOIN (SELECT rowid, bm25(articles_fts) AS score FROM articles_fts"
+            f" WHERE articles_fts MATCH ?) r ON r.rowid = a.rowid{where}"
+            " ORDER BY score, a.published_at DESC, a.rowid DESC LIMIT ? OFFSET ?) h"
+            " JOIN articles d ON d.rowid = h.rid ORDER BY h.score, h.p DESC, d.rowid DESC",
+            [rank, *params, request.limit, request.offset]).fetchall()
+        return self._rows_to_articles(rows)
+
+    def count_by_day(self, request: SearchRequest) -> dict[str, int]:
+        """Hits per UTC day (``YYYY-MM-DD``, newest first): ``stats(request).by_day`` alone, one
+        query instead of five (the count-over-time chart of ``mediamon serve``)."""
+        clauses, params = self._where(request)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self._db.execute(f"SELECT substr(a.published_at, 1, 10) AS k, count(*) FROM articles a{where}"
+                                " GROUP BY k ORDER BY k DESC", params).fetchall()
+        return {str(k): n for k, n in rows if k is not None}
 
     def stats(self, request: SearchRequest | None = None) -> Stats:
         req = request or SearchRequest()
@@ -635,6 +662,13 @@ class SQLiteStore(Closing):
             q = f"SELECT article_id FROM alert_sent WHERE rule_id = ? AND article_id IN ({','.join('?' * len(chunk))})"
             found.update(r[0] for r in self._db.execute(q, [rule_id, *chunk]))
         return found
+
+    def alert_recent_emails(self, rule_id: str, limit: int = 10) -> list[dict]:
+        """The rule's latest emails from the per-rule email log, newest first (read-only; the alert
+        rules page of ``mediamon serve``): ``{"message_id", "sent_at", "items"}``."""
+        rows = self._db.execute("SELECT message_id, sent_at, items FROM alert_emails WHERE rule_id = ?"
+                                " ORDER BY sent_at DESC LIMIT ?", (rule_id, limit)).fetchall()
+        return [{"message_id": m, "sent_at": t, "items": n} for m, t, n in rows]
 
     def alert_summary(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}

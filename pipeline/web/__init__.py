@@ -1,0 +1,1 @@
+"""``mediamon serve``: the search page (pipeline/web/app.py)."""
