@@ -17,8 +17,9 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
+from ..alerts.render import safe_link
 from ..aliases import load_aliases
 from ..analysis import has_cyrillic
 from ..config import load_alerts, load_feeds, load_topics
@@ -32,22 +33,6 @@ PAGE_SIZE = 20
 MAX_OFFSET = 10_000      # deepest page (offset paging)
 EXPORT_MAX = 10_000      # rows in one export
 SORTS = ("newest", "oldest", "relevance")
-
-
-def safe_link(url: str | None) -> str | None:
-    """An absolute http(s) URL without whitespace or control characters, else None (no link)."""
-    if not url:
-        return None
-    url = url.strip()
-    if len(url) > 2000 or any(c.isspace() or ord(c) < 32 or 0x7f <= ord(c) < 0xa0 for c in url) or clean(url) != url:
-        return None
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        return None
-    return url
 
 
 def text_lang(text: str | None, language: str | None) -> str:
