@@ -31,20 +31,25 @@ MAX_CLAUSES = 1024
 MAX_FILTERS = 200
 
 
-def _outside_quotes(text: str) -> Iterator[tuple[int, str]]:
-    """(offset, character) of each character outside "phrases", backslash escapes skipped."""
-    in_quote = False
+def _unescaped(text: str) -> Iterator[tuple[int, str]]:
+    """(offset, character) of each character that a backslash does not escape."""
     i = 0
     while i < len(text):
-        c = text[i]
-        if c == "\\":
+        if text[i] == "\\":
             i += 2
             continue
+        yield i, text[i]
+        i += 1
+
+
+def _outside_quotes(text: str) -> Iterator[tuple[int, str]]:
+    """(offset, character) of each unescaped character outside "phrases"."""
+    in_quote = False
+    for i, c in _unescaped(text):
         if c == '"':
             in_quote = not in_quote
         elif not in_quote:
             yield i, c
-        i += 1
 
 
 def _paren_overflow(text: str) -> int | None:
@@ -121,17 +126,7 @@ def _unescape(value: str) -> str:
 
 def _wildcard_positions(value: str) -> list[tuple[int, str]]:
     """Unescaped '*' and '?' in a word, with their offsets."""
-    out = []
-    i = 0
-    while i < len(value):
-        c = value[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c in "*?":
-            out.append((i, c))
-        i += 1
-    return out
+    return [(i, c) for i, c in _unescaped(value) if c in "*?"]
 
 
 def _is_acronym(surface: str) -> bool:
