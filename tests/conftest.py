@@ -84,3 +84,15 @@ def tiny_marian_dir(tmp_path_factory) -> Path:
     from .tiny_marian import build_marian_dir
 
     return build_marian_dir(tmp_path_factory.mktemp("tiny-marian") / "model", max_positions=128)
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server on loopback (tests/smtp_catcher.py), stopped after the test."""
+    from .smtp_catcher import SMTPCatcher
+
+    server = SMTPCatcher().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import sqlite3
 import time
 import uuid
@@ -38,10 +37,9 @@ from pipeline import stack_secrets
 from pipeline.cycle import run_cycle
 from pipeline.store.sqlite import SQLiteStore
 
-from .conftest import FEED_FIXTURES, ROOT, copy_default_topics, make_settings, write_feeds_yaml
+from .conftest import FEED_FIXTURES, copy_default_topics, make_settings, write_feeds_yaml
 from .objectstore import start_ftp_store
-from .test_airflow_live import DAGS, PASSWORD, USER, AirflowStack, _free_port, _wait
-from .test_mail import smtp_server  # noqa: F401 - fixture: a real SMTP server on loopback
+from .airflow_stack import PASSWORD, USER, AirflowStack, airflow_env, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -144,14 +142,9 @@ def test_celery_workers_without_a_shared_disk_run_mediamon_feeds(tmp_path, servi
     t_start = time.monotonic()
     home = tmp_path / "airflow"
     home.mkdir()
-    port = _free_port()
-    (home / "passwords.json").write_text(f'{{"{USER}": "{PASSWORD}"}}')
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MEDIAMON_"))}
-    env.update(deployment["env"])
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    port = free_port()
+    env = airflow_env(home, port, {
+        **deployment["env"],
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__CORE__PARALLELISM": "8",
         "AIRFLOW__CORE__FERNET_KEY": stack_secrets.fernet_key(),
@@ -159,22 +152,7 @@ def test_celery_workers_without_a_shared_disk_run_mediamon_feeds(tmp_path, servi
         "AIRFLOW__CELERY__BROKER_URL": services["broker"],
         "AIRFLOW__CELERY__RESULT_BACKEND": services["result"],
         "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        # one JWT secret and one API secret key for the api-server and every worker (issue 17, defect 4)
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
-        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
         "MEDIAMON_DATA_DIR": str(tmp_path / "control-plane-data"),
-        "PYTHONPATH": str(ROOT),
     })
     stack = AirflowStack(home, env)
     workers = {}
@@ -205,7 +183,7 @@ def test_celery_workers_without_a_shared_disk_run_mediamon_feeds(tmp_path, servi
 def _run_twice_and_check(stack, port, deployment, workers, tmp_path, t_start):
     settings, feeds, smtp = deployment["settings"], deployment["feeds"], deployment["smtp"]
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10.0)
-    _wait("api-server health", lambda: client.get("/api/v2/monitor/health").status_code == 200, 150, stack)
+    wait_for("api-server health", lambda: client.get("/api/v2/monitor/health").status_code == 200, 150, stack)
     r = client.post("/auth/token", json={"username": USER, "password": PASSWORD})
     assert r.status_code in (200, 201), r.text
     client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
@@ -214,7 +192,7 @@ def _run_twice_and_check(stack, port, deployment, workers, tmp_path, t_start):
         r = client.get("/api/v2/dags/mediamon_feeds")
         return r.json() if r.status_code == 200 else None
 
-    _wait("dag-processor to register mediamon_feeds", parsed, 180, stack)
+    wait_for("dag-processor to register mediamon_feeds", parsed, 180, stack)
     assert client.get("/api/v2/importErrors").json()["total_entries"] == 0
     for name, slots in (("mediamon_fetch", 2), ("mediamon_translate", 1)):
         r = client.post("/api/v2/pools", json={"name": name, "slots": slots, "description": name})
@@ -233,7 +211,7 @@ def _run_twice_and_check(stack, port, deployment, workers, tmp_path, t_start):
             state = client.get(f"/api/v2/dags/mediamon_feeds/dagRuns/{run_id}").json()["state"]
             return state if state in ("success", "failed") else None
 
-        state = _wait(f"run {n} ({run_id})", finished, 300, stack, interval=2.0)
+        state = wait_for(f"run {n} ({run_id})", finished, 300, stack, interval=2.0)
         tis = client.get(f"/api/v2/dags/mediamon_feeds/dagRuns/{run_id}/taskInstances").json()["task_instances"]
         print(f"run {n}: {state} in {time.monotonic() - t:.0f} s; "
               + ", ".join(f"{t['task_id']}[{t['map_index']}]@{t.get('hostname')}" for t in tis))

@@ -21,7 +21,6 @@ from pipeline.models import Article
 from pipeline.store.sqlite import SQLiteStore
 
 from .conftest import ROOT, make_settings
-from .test_mail import smtp_server  # noqa: F401 - fixture
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 RECIPIENTS = ("analyst@example.org", "desk@example.org")

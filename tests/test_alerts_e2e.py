@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 from pipeline.store.sqlite import SQLiteStore
 
 from .conftest import make_settings, write_feeds_yaml
-from .test_mail import smtp_server  # noqa: F401 - fixture
 
 RECIPIENTS = ["analyst@example.org", "desk@example.org"]
 

@@ -16,7 +16,6 @@ from pipeline.parse import parse_feed
 from pipeline.store.sqlite import SQLiteStore
 
 from .conftest import FEED_FIXTURES, ROOT, SHARED_FEEDS, make_settings, write_feeds_yaml
-from .test_mail import smtp_server  # noqa: F401 - fixture: a real SMTP server on loopback
 
 OUR_FEEDS = {
     "ru_news.xml": "ru",

@@ -24,7 +24,6 @@ from pipeline.tasks import run_time
 from pipeline.store.sqlite import SQLiteStore
 
 from .conftest import FEED_FIXTURES, ROOT, copy_default_topics, make_settings, write_feeds_yaml
-from .test_mail import smtp_server  # noqa: F401 - fixture: a real SMTP server on loopback
 
 pytestmark = pytest.mark.slow
 

@@ -29,7 +29,7 @@ from pipeline.errors import StoreUnavailable
 from pipeline.store.sqlite import SQLiteStore
 
 from .conftest import ROOT, make_settings
-from .test_mail import SMTPCatcher
+from .smtp_catcher import SMTPCatcher
 
 RECIPIENTS = ("analyst@example.org",)
 RULE = AlertConfig(id="oreshnik", query="Орешник OR Oreshnik", recipients=RECIPIENTS, mode="immediate")

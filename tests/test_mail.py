@@ -4,78 +4,18 @@ from __future__ import annotations
 
 import email
 import socket
-import threading
 import time
 from email import policy
 from email.message import EmailMessage
 from email.utils import make_msgid
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from pipeline.errors import PermanentMailError, TransientMailError
 from pipeline.mail import OutboxMailer, SMTPMailer, classify_smtp_error, make_mailer
 
 from .conftest import make_settings
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class SMTPCatcher:
-    """A real aiosmtpd server whose replies to DATA / RCPT can be scripted.
-
-    ``data_replies``: consumed one per DATA command; ``None`` = accept (250), a string = that
-    reply (e.g. "451 4.3.0 try again"), ``"DROP"`` = close the connection without answering.
-    ``refuse_rcpt``: addresses answered with 550 at RCPT time."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], EmailMessage]] = []
-        self.data_replies: list[str | None] = []
-        self.refuse_rcpt: set[str] = set()
-        self.data_calls = 0
-        self.lock = threading.Lock()
-        self.port = _free_port()
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address in self.refuse_rcpt:
-            return "550 5.1.1 no such user"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        with self.lock:
-            self.data_calls += 1
-            reply = self.data_replies.pop(0) if self.data_replies else None
-        if reply == "DROP":
-            server.transport.close()
-            return "421 closing"  # never reaches the client: the transport is gone
-        if reply is not None:
-            return reply
-        msg = email.message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
-        with self.lock:
-            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), msg))
-        return "250 Message accepted for delivery"
-
-    def start(self) -> "SMTPCatcher":
-        self.controller.start()
-        return self
-
-    def stop(self) -> None:
-        self.controller.stop()
-
-
-@pytest.fixture
-def smtp_server():
-    server = SMTPCatcher().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+from .smtp_catcher import free_port
 
 
 def _message(to=("a@example.org",)) -> EmailMessage:
@@ -147,7 +87,7 @@ def test_all_recipients_refused_is_permanent_some_refused_is_delivered(tmp_path,
 
 
 def test_connection_refused_is_transient(tmp_path):
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     settings = make_settings(tmp_path, smtp_host="127.0.0.1", smtp_port=port, smtp_retry_wait=0.0,
                              smtp_retry_attempts=2, smtp_timeout=2.0)
     t0 = time.monotonic()

@@ -28,7 +28,7 @@ from pipeline.cycle import run_cycle
 from pipeline.store.sqlite import SQLiteStore
 
 from .conftest import make_settings
-from .test_mail import SMTPCatcher
+from .smtp_catcher import SMTPCatcher
 
 N_FEEDS = 200
 N_CYCLES = 20
