@@ -215,3 +215,18 @@ def test_store_of_schema_4_gets_the_lemma_columns(tmp_path):
         assert config["pgsz"] == 8000 and config["automerge"] == 8
     finally:
         s.close()
+
+
+def test_a_language_filter_reads_the_newest_items_from_the_language_index(tmp_path):
+    """Schema 6: `-l ru` with no query walks (language, published_at) in order instead of sorting
+    every item of the language by date."""
+    s = SQLiteStore(tmp_path / "lang.sqlite3")
+    try:
+        s.index([art(i, f"Новость {i}", days=i % 30) for i in range(1, 60)])
+        plan = " ".join(str(r) for r in s.connection.execute(
+            "EXPLAIN QUERY PLAN SELECT a.rowid FROM articles a WHERE a.language IN ('ru')"
+            " ORDER BY a.published_at DESC, a.rowid DESC LIMIT 20").fetchall())
+        assert "articles_language_published" in plan and "TEMP B-TREE" not in plan, plan
+        assert [h.id for h in s.search(SearchRequest(languages=("ru",), limit=3)).hits] == ["id059", "id029", "id058"]
+    finally:
+        s.close()
