@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.config import AlertConfig
 
-from ..test_mail import SMTPCatcher
+from ..smtp_catcher import SMTPCatcher
 from . import generators as gen
 from .conftest import bounded, cycle, feed
 
