@@ -107,9 +107,64 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - now).total_seconds())
 
 
-def _ip_allowed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# IPv6 forms whose traffic goes to an IPv4 address written inside them.  Python's ipaddress calls
+# most of them "global" (3.11: all but Teredo), so on a NAT64 network, or a host with 6to4/Teredo
+# routes, ``64:ff9b::7f00:1`` or ``2002:7f00:1::`` reaches 127.0.0.1.
+_V4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated IPv4-compatible ::a.b.c.d (RFC 4291 2.5.5.1)
+_SIIT = ipaddress.ip_network("::ffff:0:0:0/96")  # IPv4-translated ::ffff:0:a.b.c.d (RFC 2765)
+_NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: the operator picks /48 ... /96 inside
+
+
+def _nat64_local_candidates(n: int) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses a 64:ff9b:1::/48 address can carry (RFC 6052 section 2.2): the prefix length
+    is the operator's choice (/48, /56, /64 or /96), so every layout whose reserved octet (bits 64-71)
+    and suffix are zero counts."""
+    out = [ipaddress.IPv4Address(n & 0xFFFFFFFF)]  # /96
+    if (n >> 56) & 0xFF:  # the "u" octet must be zero in the shorter layouts
+        return out
+    packed = ((n >> 64) << 56) | (n & ((1 << 56) - 1))  # 120 bits: the address without the u octet
+    for plen in (48, 56, 64):
+        shift = 120 - plen - 32
+        if packed & ((1 << shift) - 1) == 0:  # the suffix after the IPv4 bits is zero
+            out.append(ipaddress.IPv4Address((packed >> shift) & 0xFFFFFFFF))
+    return out
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[list[ipaddress.IPv4Address], bool]:
+    """The IPv4 address(es) that an IPv6 address sends its traffic to, and whether they alone decide
+    (translation forms: the IPv6 address itself is only a way of writing them) or the IPv6 address
+    must be global too (tunnels: 6to4, Teredo's server and XOR-ed client)."""
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped], True
+    n = int(ip)
+    if ip in _V4_COMPATIBLE or ip in _SIIT or ip in _NAT64_WELL_KNOWN:
+        return [ipaddress.IPv4Address(n & 0xFFFFFFFF)], True
+    if ip in _NAT64_LOCAL:
+        return _nat64_local_candidates(n), True
+    if ip.sixtofour is not None:
+        return [ip.sixtofour], False
+    if ip.teredo is not None:
+        return list(ip.teredo), False
+    return [], False
+
+
+def _v4_allowed(ip: ipaddress.IPv4Address) -> bool:
+    return ip.is_global and not ip.is_multicast
+
+
+def _ip_allowed(ip: IPAddress) -> bool:
+    """A connection may go to ``ip``: it is global and not multicast, and so is every IPv4 address
+    embedded in it (v4-mapped, IPv4-compatible, SIIT, NAT64 well-known and local-use, 6to4, Teredo)."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _v4_allowed(ip)
+    inner, decides = embedded_ipv4(ip)
+    if inner and not all(_v4_allowed(v4) for v4 in inner):
+        return False
+    if inner and decides:
+        return True
     return ip.is_global and not ip.is_multicast
 
 
