@@ -57,6 +57,11 @@ def parse_localised_rfc822(value: str):
     if not m:
         return None
     day, month_word, year, clock, zone = m.groups()
+    if int(year) < 1000:
+        # "0001" is the year 1, not a two-digit year: parsedate_tz would make it 2001 (RFC 2822's
+        # rule for "01"), a plausible date nobody wrote.  Not ours: feedparser's own RFC 822
+        # parser keeps the year as written, and normalize then infers the date (issue 16, item 8)
+        return None
     month = _month(month_word)
     if month is None:
         return None
