@@ -96,11 +96,11 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isdigit():  # also '²' or '٣': str.isdigit is wider than delta-seconds' ASCII DIGIT
+        return float(value) if value.isascii() else None
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
@@ -456,7 +456,10 @@ async def _fetch_http(client: httpx.AsyncClient, feed: FeedConfig, url: str, sta
                                    permanent_url=current if (hop and all_permanent) else None,
                                    elapsed=time.monotonic() - started)
             if status == 429 or status == 503:
-                ra = parse_retry_after(response.headers.get("retry-after"))
+                raw_ra = response.headers.get("retry-after")
+                ra = parse_retry_after(raw_ra)
+                if raw_ra and ra is None:  # neither delta-seconds nor an HTTP date: the usual backoff
+                    log(logger, 30, "retry_after_ignored", feed_id=feed.id, status=status, value=raw_ra[:100])
                 raise TransientFeedError(f"HTTP {status} (retry after {ra}s)" if ra is not None
                                          else f"HTTP {status}", status=status, retry_after=ra)
             if status == 410:
