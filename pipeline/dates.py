@@ -57,6 +57,11 @@ def parse_localised_rfc822(value: str):
     if not m:
         return None
     day, month_word, year, clock, zone = m.groups()
+    if int(year) < 1000:
+        # "0001" is the year 1, not a two-digit year: parsedate_tz would make it 2001 (RFC 2822's
+        # rule for "01"), a plausible date nobody wrote.  Not ours: feedparser's own RFC 822
+        # parser keeps the year as written, and normalize then infers the date (issue 16, item 8)
+        return None
     month = _month(month_word)
     if month is None:
         return None
@@ -78,18 +83,41 @@ _SPAN_RE = re.compile(r"\s*(\d+)\s*([mhdw])\s*")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
+# The range a typed date is clamped to (``--since``, ``--until``): stored articles are all inside it
+# (normalize keeps 1990 .. fetch time + 1 day), and its ends leave room for arithmetic on them, so
+# ``--since 999999999d`` means "since 1970" and ``--until 99999-…`` or a far future date "until 9999".
+QUERY_DATE_MIN = datetime(1970, 1, 1, tzinfo=timezone.utc)
+QUERY_DATE_MAX = datetime(9999, 1, 1, tzinfo=timezone.utc)
+
+
+def clamp_query_date(dt: datetime) -> datetime:
+    """``dt`` (aware) inside [QUERY_DATE_MIN, QUERY_DATE_MAX]."""
+    return min(max(dt, QUERY_DATE_MIN), QUERY_DATE_MAX)
+
+
 def parse_since(value: str | None, now: datetime) -> datetime | None:
     """'7d', '24h', '30m', '2w' (counted back from ``now``) or an ISO date/datetime (UTC when it
-    has no zone) → aware UTC datetime; None for an empty value.  Raises ValueError otherwise."""
+    has no zone) → aware UTC datetime, clamped to [QUERY_DATE_MIN, QUERY_DATE_MAX]; None for an
+    empty value.  Raises ValueError otherwise."""
     if not value:
         return None
     m = _SPAN_RE.fullmatch(value)
     if m:
-        return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        digits = m.group(1).lstrip("0") or "0"
+        unit = int(timedelta(**{_UNITS[m.group(2)]: 1}).total_seconds())
+        # compared in whole seconds before subtracting: a span longer than the range (999999999d,
+        # more digits than a C int or a float holds) is simply the earliest date, never an OverflowError
+        if len(digits) > 15 or int(digits) * unit >= (now - QUERY_DATE_MIN).total_seconds():
+            return QUERY_DATE_MIN
+        return clamp_query_date(now - timedelta(seconds=int(digits) * unit))
     try:
         dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError as exc:
         raise ValueError(f"expected an ISO date (2026-11-20) or a duration like 7d, 24h: {value!r}") from exc
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+    try:
+        dt = dt.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00+01:00 or 9999-12-31T23:59-05:00: past datetime's own range
+        return QUERY_DATE_MIN if dt.year < 5000 else QUERY_DATE_MAX
+    return clamp_query_date(dt)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import ipaddress
 import os
 import re
@@ -35,7 +36,7 @@ from datetime import datetime, timezone
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 from typing import cast
 
@@ -95,11 +96,11 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isdigit():  # also '²' or '٣': str.isdigit is wider than delta-seconds' ASCII DIGIT
+        return float(value) if value.isascii() else None
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
@@ -107,9 +108,64 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - now).total_seconds())
 
 
-def _ip_allowed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# IPv6 forms whose traffic goes to an IPv4 address written inside them.  Python's ipaddress calls
+# most of them "global" (3.11: all but Teredo), so on a NAT64 network, or a host with 6to4/Teredo
+# routes, ``64:ff9b::7f00:1`` or ``2002:7f00:1::`` reaches 127.0.0.1.
+_V4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated IPv4-compatible ::a.b.c.d (RFC 4291 2.5.5.1)
+_SIIT = ipaddress.ip_network("::ffff:0:0:0/96")  # IPv4-translated ::ffff:0:a.b.c.d (RFC 2765)
+_NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: the operator picks /48 ... /96 inside
+
+
+def _nat64_local_candidates(n: int) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses a 64:ff9b:1::/48 address can carry (RFC 6052 section 2.2): the prefix length
+    is the operator's choice (/48, /56, /64 or /96), so every layout whose reserved octet (bits 64-71)
+    and suffix are zero counts."""
+    out = [ipaddress.IPv4Address(n & 0xFFFFFFFF)]  # /96
+    if (n >> 56) & 0xFF:  # the "u" octet must be zero in the shorter layouts
+        return out
+    packed = ((n >> 64) << 56) | (n & ((1 << 56) - 1))  # 120 bits: the address without the u octet
+    for plen in (48, 56, 64):
+        shift = 120 - plen - 32
+        if packed & ((1 << shift) - 1) == 0:  # the suffix after the IPv4 bits is zero
+            out.append(ipaddress.IPv4Address((packed >> shift) & 0xFFFFFFFF))
+    return out
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[list[ipaddress.IPv4Address], bool]:
+    """The IPv4 address(es) that an IPv6 address sends its traffic to, and whether they alone decide
+    (translation forms: the IPv6 address itself is only a way of writing them) or the IPv6 address
+    must be global too (tunnels: 6to4, Teredo's server and XOR-ed client)."""
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped], True
+    n = int(ip)
+    if ip in _V4_COMPATIBLE or ip in _SIIT or ip in _NAT64_WELL_KNOWN:
+        return [ipaddress.IPv4Address(n & 0xFFFFFFFF)], True
+    if ip in _NAT64_LOCAL:
+        return _nat64_local_candidates(n), True
+    if ip.sixtofour is not None:
+        return [ip.sixtofour], False
+    if ip.teredo is not None:
+        return list(ip.teredo), False
+    return [], False
+
+
+def _v4_allowed(ip: ipaddress.IPv4Address) -> bool:
+    return ip.is_global and not ip.is_multicast
+
+
+def _ip_allowed(ip: IPAddress) -> bool:
+    """A connection may go to ``ip``: it is global and not multicast, and so is every IPv4 address
+    embedded in it (v4-mapped, IPv4-compatible, SIIT, NAT64 well-known and local-use, 6to4, Teredo)."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _v4_allowed(ip)
+    inner, decides = embedded_ipv4(ip)
+    if inner and not all(_v4_allowed(v4) for v4 in inner):
+        return False
+    if inner and decides:
+        return True
     return ip.is_global and not ip.is_multicast
 
 
@@ -320,6 +376,8 @@ def _check_scheme(url: str) -> httpx.URL:
         raise BlockedAddressError(f"refused: scheme {u.scheme!r} is not http(s) ({url})")
     if not u.host:
         raise PermanentFeedError(f"invalid URL without host: {url!r}")
+    if u.port is not None and not 0 < u.port < 65536:  # httpx accepts it; the connect then fails oddly
+        raise PermanentFeedError(f"invalid URL {url!r}: port {u.port} out of range")
     return u
 
 
@@ -388,7 +446,7 @@ async def _fetch_http(client: httpx.AsyncClient, feed: FeedConfig, url: str, sta
                 if status not in PERMANENT_REDIRECTS:
                     all_permanent = False
                 current = urljoin(current, location.strip())
-                log(logger, 10, "redirect", feed_id=feed.id, status=status, to=current)
+                log(logger, 10, "redirect", feed_id=feed.id, status=status, to=redact_url(current))
                 continue
             if status == 304:
                 return FetchResult(feed.id, url, current, status=304,
@@ -398,7 +456,10 @@ async def _fetch_http(client: httpx.AsyncClient, feed: FeedConfig, url: str, sta
                                    permanent_url=current if (hop and all_permanent) else None,
                                    elapsed=time.monotonic() - started)
             if status == 429 or status == 503:
-                ra = parse_retry_after(response.headers.get("retry-after"))
+                raw_ra = response.headers.get("retry-after")
+                ra = parse_retry_after(raw_ra)
+                if raw_ra and ra is None:  # neither delta-seconds nor an HTTP date: the usual backoff
+                    log(logger, 30, "retry_after_ignored", feed_id=feed.id, status=status, value=raw_ra[:100])
                 raise TransientFeedError(f"HTTP {status} (retry after {ra}s)" if ra is not None
                                          else f"HTTP {status}", status=status, retry_after=ra)
             if status == 410:
@@ -496,8 +557,14 @@ def _fetch_local(feed: FeedConfig, url: str, state: FeedState | None, settings: 
 
 async def fetch_feed(client: httpx.AsyncClient, feed: FeedConfig, state: FeedState | None,
                      settings: Settings) -> FetchResult:
-    """Fetch one feed; never raises: errors are returned in ``FetchResult.error``."""
-    url = state.url if (state is not None and state.url) else feed.url
+    """Fetch one feed; never raises: errors are returned in ``FetchResult.error``.  The result
+    holds no credentials of a ``https://user:password@host/`` feed URL (see ``_redacted``)."""
+    url = with_credentials(state.url if (state is not None and state.url) else feed.url, feed.url)
+    return _redacted(await _fetch_feed(client, feed, url, state, settings), feed.url)
+
+
+async def _fetch_feed(client: httpx.AsyncClient, feed: FeedConfig, url: str, state: FeedState | None,
+                      settings: Settings) -> FetchResult:
     started = time.monotonic()
     try:
         if is_local(url):
@@ -513,8 +580,9 @@ async def fetch_feed(client: httpx.AsyncClient, feed: FeedConfig, state: FeedSta
     except Exception as exc:  # noqa: BLE001 - one bad feed never fails the batch
         err = TransientFeedError(f"unexpected error: {exc.__class__.__name__}: {exc}")
         err.__cause__ = exc
-        log(logger, 40, "fetch_unexpected_error", feed_id=feed.id, error=str(exc))
-    log(logger, 30, "fetch_failed", feed_id=feed.id, url=url, error=str(err), status=err.status)
+        log(logger, 40, "fetch_unexpected_error", feed_id=feed.id, error=scrub_secrets(str(exc), url))
+    log(logger, 30, "fetch_failed", feed_id=feed.id, url=redact_url(url), error=scrub_secrets(str(err), url),
+        status=err.status)
     return FetchResult(feed.id, url, url, status=err.status, error=err, elapsed=time.monotonic() - started)
 
 
@@ -540,12 +608,80 @@ def make_client(settings: Settings, *, transport: httpx.AsyncBaseTransport | Non
                              transport=transport)
 
 
+REDACTED = "***"
+# scheme://userinfo@ : the userinfo ends at the last '@' before the first '/', '?' or '#'
+_USERINFO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)@")
+
+
+def _userinfo(url: str) -> str | None:
+    m = _USERINFO_RE.match(url or "")
+    return m.group(2) if m else None
+
+
 def redact_url(url: str) -> str:
-    """Drop userinfo from a URL before logging or displaying it."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc += f":{parts.port}"
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return url
+    """The URL as it may be logged, shown or stored: a password becomes ``***``
+    (``https://user:***@host/feed``), a user name alone (often a token) too (``https://***@host/``)."""
+    info = _userinfo(url)
+    if info is None:
+        return url
+    user, sep, _ = info.partition(":")
+    shown = f"{user}:{REDACTED}" if sep else REDACTED
+    return _USERINFO_RE.sub(lambda m: f"{m.group(1)}{shown}@", url, count=1)
+
+
+def strip_userinfo(url: str) -> str:
+    """The URL without any user name or password (the base that relative links are resolved
+    against: a stored article link never carries the feed's credentials)."""
+    return _USERINFO_RE.sub(lambda m: m.group(1), url, count=1) if _userinfo(url) is not None else url
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return None
+
+
+def with_credentials(url: str, configured: str) -> str:
+    """The URL to request: a stored (redacted) URL gets the credentials of the configured URL back,
+    but only on the configured URL's own origin (scheme, host, port); elsewhere they are dropped."""
+    info = _userinfo(url)
+    if info is None or REDACTED not in info:
+        return url
+    secret = _userinfo(configured)
+    if secret is not None and _origin(url) == _origin(configured):
+        return _USERINFO_RE.sub(lambda m: f"{m.group(1)}{secret}@", url, count=1)
+    return strip_userinfo(url)
+
+
+def scrub_secrets(text: str, url: str) -> str:
+    """``text`` (an error message, a log value) without the password or token of ``url``."""
+    info = _userinfo(url)
+    if not info or not text:
+        return text
+    user, sep, password = info.partition(":")
+    secret = password if sep else user
+    text = text.replace(f"{info}@", f"{_userinfo(redact_url(url))}@")
+    for form in {secret, unquote(secret)}:
+        if len(form) >= 3:  # shorter ones would mangle ordinary words; they are also no secret
+            text = text.replace(form, REDACTED)
+    return text
+
+
+def _redacted(result: FetchResult, configured: str) -> FetchResult:
+    """A FetchResult that holds no credentials: ``url`` / ``permanent_url`` redacted (they end up in
+    the stored feed state), ``final_url`` without userinfo (the base for relative links), the error
+    message scrubbed (it becomes the feed state's ``last_error``)."""
+    if _userinfo(configured) is None and _userinfo(result.url) is None and _userinfo(result.final_url) is None:
+        return result
+    err = result.error
+    if err is not None:
+        clean = scrub_secrets(scrub_secrets(str(err), configured), result.url)
+        if clean != str(err):
+            new = type(err)(clean, status=err.status, retry_after=err.retry_after)
+            new.__cause__ = err.__cause__
+            err = new
+    return dataclasses.replace(
+        result, url=redact_url(result.url), final_url=strip_userinfo(result.final_url),
+        permanent_url=redact_url(result.permanent_url) if result.permanent_url else None, error=err)

@@ -93,9 +93,17 @@ def content_hash(title: str, summary: str, content: str | None) -> str:
     return sha1(f"{title}\n{summary}\n{content or ''}")
 
 
-def entry_datetime(published: Sequence[int] | None, fetched_at: datetime) -> tuple[datetime, bool]:
+# an RFC 822 date whose year has two (or three) digits: the parser guessed the century
+_SHORT_YEAR_RE = re.compile(r"^\s*(?:[^\W\d_]{2,12}\.?,?\s*)?\d{1,2}\s+[^\W\d_]{3,12}\.?\s+\d{2,3}\s+\d{1,2}:\d{2}")
+
+
+def entry_datetime(published: Sequence[int] | None, fetched_at: datetime,
+                   raw: str | None = None) -> tuple[datetime, bool]:
     """(UTC datetime, inferred?).  feedparser gives UTC struct_time (offsets and zones such as
-    EST applied); absent or implausible dates (year 9999, before 1990) become the fetch time."""
+    EST applied); absent or implausible dates (year 9999, before 1990, the year 0001 as written)
+    become the fetch time.  A date written with a two-digit year (``23 Nov 26``, as RFC 822 had
+    it) is kept as the parser read it (26 -> 2026, 99 -> 1999) but marked inferred: its century
+    is a guess.  ``raw`` is the date as the feed wrote it."""
     if published:
         try:
             ts = calendar.timegm(tuple(published[:6]) + (0, 0, 0))
@@ -103,7 +111,7 @@ def entry_datetime(published: Sequence[int] | None, fetched_at: datetime) -> tup
         except (OverflowError, ValueError, OSError, TypeError):
             dt = None
         if dt is not None and EARLIEST_PLAUSIBLE <= dt <= fetched_at + FUTURE_TOLERANCE:
-            return dt, False
+            return dt, bool(raw and _SHORT_YEAR_RE.match(raw))
     return fetched_at, True
 
 
@@ -226,7 +234,7 @@ def normalize_entry(raw: RawEntry, feed: FeedConfig, fetched_at: datetime,
     link = safe_link(raw.link)
     canonical = canonical_url(link)
     declared, tag = declared_language(feed, raw, feed_language)
-    published_at, inferred = entry_datetime(raw.published, fetched_at)
+    published_at, inferred = entry_datetime(raw.published, fetched_at, raw.published_raw)
     language = declared
     if detector is not None:
         language = detector.detect(f"{title}. {summary}", declared)

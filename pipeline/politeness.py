@@ -15,21 +15,28 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from .config import FeedConfig
-from .fetch import FetchResult
+from .fetch import FetchResult, redact_url
 from .models import FeedState
 from .settings import Settings
 
 
 def initial_state(feed: FeedConfig) -> FeedState:
-    return FeedState(feed_id=feed.id, url=feed.url, configured_url=feed.url)
+    # a feed state never holds a password: https://user:***@host/ (the fetch puts it back)
+    url = redact_url(feed.url)
+    return FeedState(feed_id=feed.id, url=url, configured_url=url)
 
 
 def reconcile(feed: FeedConfig, state: FeedState | None) -> FeedState:
     """The stored state for ``feed``, reset when the configured URL changed (a new URL in
-    feeds.yaml means the analyst fixed or replaced the feed: start fresh, re-enabled)."""
-    if state is None or (state.configured_url or state.url) != feed.url:
+    feeds.yaml means the analyst fixed or replaced the feed: start fresh, re-enabled).  URLs are
+    compared redacted (a changed password alone is not a new feed); a state saved before
+    redaction existed gets its URLs redacted."""
+    if state is None or redact_url(state.configured_url or state.url) != redact_url(feed.url):
         return initial_state(feed) if state is None else initial_state(feed).replace(
             items_total=state.items_total)
+    if redact_url(state.url) != state.url or (state.configured_url and redact_url(state.configured_url) != state.configured_url):
+        return state.replace(url=redact_url(state.url),
+                             configured_url=redact_url(state.configured_url) if state.configured_url else None)
     return state
 
 

@@ -58,3 +58,25 @@ def test_shipped_feeds_config_is_valid():
     langs = [f.language for f in feeds]
     assert len(feeds) >= 12 and langs.count("ru") >= 6 and langs.count("en") >= 6
     assert all(f.url.startswith("https://") for f in feeds)
+
+
+def test_yaml_is_loaded_with_the_c_loader_when_available_and_reads_the_same(tmp_path, monkeypatch):
+    """Issue 16, item 8: 100,000 feeds took ~90 s with the pure-Python loader (bench/yaml_load.py)."""
+    import yaml
+
+    from pipeline import configfile
+    from pipeline.config import load_topics
+
+    if getattr(yaml, "__with_libyaml__", False):
+        assert configfile.YAML_LOADER is yaml.CSafeLoader
+    config = ROOT / "config"
+    loaded = {}
+    for loader in (yaml.SafeLoader, configfile.YAML_LOADER):
+        monkeypatch.setattr(configfile, "YAML_LOADER", loader)
+        loaded[loader] = (load_feeds(config), load_topics(config), load_alerts(config))
+        # still a safe loader: no Python objects, and a syntax error still names the file
+        with pytest.raises(ConfigError, match="feeds.yaml: invalid YAML"):
+            load_feeds(_write(tmp_path, "feeds.yaml", "feeds: !!python/object/apply:os.system ['true']\n"))
+        with pytest.raises(ConfigError, match="feeds.yaml: invalid YAML"):
+            load_feeds(_write(tmp_path, "feeds.yaml", "feeds:\n  - {id: a, url: [\n"))
+    assert len(set(map(repr, loaded.values()))) == 1 and loaded[yaml.SafeLoader][0]

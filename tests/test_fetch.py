@@ -288,3 +288,21 @@ def test_each_host_is_resolved_and_checked_once_per_poll(tmp_path, httpserver, m
     assert sorted(calls) == [("127.0.0.1", httpserver.port), ("localhost", httpserver.port)]
     poll(feeds[:1], {}, strict)
     assert len(calls) == 3  # a new poll, a new lookup
+
+
+@pytest.mark.parametrize("header", ["soon", "²", "٣", "-5", "1.5", "Mon, 32 Foo 2026 99:99:99 GMT", "\u00ff\u00fe"],
+                         ids=["word", "superscript-two", "arabic-three", "negative", "fraction", "bad-date", "latin1"])
+def test_a_retry_after_that_is_neither_number_nor_date_is_ignored_with_a_log_line(tmp_path, httpserver, caplog,
+                                                                                  header):
+    """Issue 16, item 8: '²' passed str.isdigit and float() raised: an "unexpected error"."""
+    settings = make_settings(tmp_path)
+    wire = header.encode("utf-8").decode("latin-1")  # the header's bytes as UTF-8 (httpx decodes them so)
+    httpserver.expect_request("/busy").respond_with_data("slow down", status=503, headers={"Retry-After": wire})
+    with caplog.at_level("WARNING", logger="mediamon"):
+        res = _fetch(settings, httpserver.url_for("/busy"))
+    assert isinstance(res.error, TransientFeedError) and str(res.error) == "HTTP 503", res.error
+    assert res.error.status == 503 and res.error.retry_after is None
+    assert [r.getMessage() for r in caplog.records].count("retry_after_ignored") == 1
+    state = next_state(FeedState("f", "u"), res, NOW, settings)
+    assert state.next_fetch_at == NOW + timedelta(seconds=backoff_seconds(1, settings))  # the usual backoff
+    assert parse_retry_after(header, NOW) is None

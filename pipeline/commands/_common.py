@@ -51,6 +51,15 @@ def parse_since(value: str | None) -> datetime | None:
         raise typer.BadParameter(str(exc)) from exc
 
 
+def require_utf8(option: str, values: "list[str] | tuple[str, ...]") -> None:
+    """A usage error when a value holds bytes that are not UTF-8 (Python hands a terminal's
+    undecodable bytes over as lone surrogates, which SQLite and Elasticsearch cannot take)."""
+    for value in values:
+        if any("\ud800" <= ch <= "\udfff" for ch in value):
+            raise typer.BadParameter(f"{ascii(value)} is not valid UTF-8 text; check the terminal's "
+                                     "encoding and type it again", param_hint=option)
+
+
 def setup_logging(verbose: int = 0) -> None:
     """Log to stderr at WARNING (-v INFO, -vv DEBUG), as JSON lines when ``MEDIAMON_LOG_JSON`` is true."""
     level = logging.WARNING - 10 * verbose

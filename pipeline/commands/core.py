@@ -14,7 +14,8 @@ from rich.table import Table
 from ..fetch import redact_url
 from ..models import to_iso
 from ..store import SearchRequest, open_store
-from ._common import DataDirOpt, build_settings, cli_errors, config_dir_option, console, parse_since, setup_logging
+from ._common import (DataDirOpt, build_settings, cli_errors, config_dir_option, console, parse_since,
+                      require_utf8, setup_logging)
 
 feeds_app = typer.Typer(help="Inspect configured feeds.\n\nExample: mediamon feeds list", no_args_is_help=True)
 
@@ -96,6 +97,8 @@ def search(
     from ..query import QuerySyntaxError
 
     with cli_errors():
+        for option, values in (("--topic", topic), ("--language", language), ("--source", source)):
+            require_utf8(option, values)
         settings = build_settings(data_dir=data_dir, config_dir=config_dir)
         req = SearchRequest(query=query or None, topics=tuple(topic), languages=tuple(language),
                             sources=tuple(source), since=parse_since(since), until=parse_since(until),

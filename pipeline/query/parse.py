@@ -29,6 +29,7 @@ MAX_DEPTH = 20
 MAX_PARENS = 32
 MAX_CLAUSES = 1024
 MAX_FILTERS = 200
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _unescaped(text: str) -> Iterator[tuple[int, str]]:
@@ -357,6 +358,11 @@ def _parse_uncached(text: str, aliases: Aliases = NO_ALIASES) -> "Query":
         raise TypeError("query must be a string")
     if not text.strip():
         raise QuerySyntaxError("empty query", 0, "type at least one word", text)
+    bad = _SURROGATE.search(text)
+    if bad is not None:  # a terminal's undecodable bytes (surrogateescape): SQLite and ES cannot take them
+        raise QuerySyntaxError("the query is not valid UTF-8 text", bad.start(),
+                               f"it holds a byte that is not UTF-8 ({ascii(bad.group())}); "
+                               "check the terminal's encoding and type it again", text)
     plain, no_alias = _strip_noalias(text)
     deep = _paren_overflow(plain)
     if deep is not None:

@@ -14,14 +14,61 @@ indexing the same Article twice leaves one document; saving the same feed state 
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Iterable, Literal, Protocol, Self, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Protocol, Self, Sequence, runtime_checkable
 
+from ..logs import get_logger, log
 from ..models import AlertEntry, Article, FeedState
 
 if TYPE_CHECKING:
     from ..aliases import Aliases
+
+
+_corrupt_logger = get_logger("store")
+
+
+class CorruptRows:
+    """Reads stored documents back, one at a time: a row that is not valid JSON, not an object, or
+    not a whole Article / FeedState (``{}``, a missing id or date, a field of the wrong type) is one
+    bad row: logged as ``store_corrupt_row`` with its table, id and reason, counted in ``count``,
+    and skipped by the caller, never an exception that fails the command (issue 16, item 6)."""
+
+    def __init__(self, store: str):
+        self.store = store
+        self.count = 0
+
+    def _bad(self, table: str, row_id: object, exc: Exception) -> None:
+        self.count += 1
+        log(_corrupt_logger, logging.WARNING, "store_corrupt_row", store=self.store, table=table,
+            row_id=str(row_id), error=f"{type(exc).__name__}: {exc}"[:300])
+
+    @staticmethod
+    def _object(raw: "str | bytes | dict[str, Any] | None") -> "dict[str, Any]":
+        doc = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+        if not isinstance(doc, dict):
+            raise ValueError(f"not a JSON object: {type(doc).__name__}")
+        return doc
+
+    def article(self, raw: "str | bytes | dict[str, Any] | None", row_id: object) -> Article | None:
+        try:
+            return Article.from_dict(self._object(raw))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # JSONDecodeError is a ValueError
+            self._bad("articles", row_id, exc)
+            return None
+
+    def feed_state(self, raw: "str | bytes | dict[str, Any] | None", feed_id: object) -> FeedState | None:
+        try:
+            doc = self._object(raw)
+            state = FeedState.from_dict(doc)
+            if state.feed_id != feed_id or not isinstance(state.url, str):
+                raise ValueError(f"feed_id {state.feed_id!r} / url {state.url!r} do not belong to this row")
+            return state
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            self._bad("feed_state", feed_id, exc)
+            return None
 
 
 @dataclass(frozen=True, slots=True)

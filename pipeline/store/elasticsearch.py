@@ -51,7 +51,7 @@ from ..analysis import analyse_lemmas
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..logs import log
 from ..models import Article, FeedState, from_iso, to_iso
-from .base import AlertEntry, Closing, IndexResult, SearchRequest, SearchResult, Stats, TranslationKey
+from .base import AlertEntry, Closing, CorruptRows, IndexResult, SearchRequest, SearchResult, Stats, TranslationKey
 
 logger = logging.getLogger("mediamon.store.elasticsearch")
 
@@ -201,6 +201,7 @@ class ElasticsearchStore(Closing):
         self.max_backoff = max_backoff
         self.refresh = refresh
         self._checked = False
+        self.corrupt = CorruptRows("elasticsearch")  # stored documents that could not be read back (skipped)
 
     # -- construction ------------------------------------------------------------------------
     @staticmethod
@@ -469,13 +470,17 @@ class ElasticsearchStore(Closing):
     def get_articles(self, ids: Iterable[str]) -> list[Article]:
         ids = list(ids)
         found = self._lookup(list(dict.fromkeys(ids)))
-        return [Article.from_dict(found[i]["_source"]) for i in ids if i in found]
+        return self._articles(found[i] for i in ids if i in found)
 
     def articles_pending_translation(self, limit: int = 1000) -> list[Article]:
         resp = self._search("pending translations",
                             query={"terms": {"translation.status": ["unavailable", "pending"]}},
                             sort=[{"published_at": "desc"}, {"id": "desc"}], size=min(limit, _MAX_WINDOW))
-        return [Article.from_dict(h["_source"]) for h in resp["hits"]["hits"]]
+        return self._articles(resp["hits"]["hits"])
+
+    def _articles(self, hits: Iterable[dict]) -> list[Article]:
+        """The Articles of search/mget hits; a corrupt ``_source`` is logged, counted and skipped."""
+        return [a for h in hits if (a := self.corrupt.article(h.get("_source"), h.get("_id"))) is not None]
 
     def _filters(self, req: SearchRequest) -> list[dict]:
         f: list[dict] = []
@@ -533,7 +538,7 @@ class ElasticsearchStore(Closing):
         next_cursor = None
         if hits and len(hits) == request.limit and "sort" in hits[-1]:
             next_cursor = _encode_cursor(hits[-1]["sort"])
-        return SearchResult(total=int(total), hits=tuple(Article.from_dict(h["_source"]) for h in hits),
+        return SearchResult(total=int(total), hits=tuple(self._articles(hits)),
                             next_cursor=next_cursor)
 
     def build_stats(self, req: SearchRequest) -> dict:
@@ -585,7 +590,8 @@ class ElasticsearchStore(Closing):
 
     def get_feed_states(self) -> dict[str, FeedState]:
         hits = self._all_docs(self.state_index("feed-state"), "get feed states", sort=[{"feed_id": "asc"}])
-        return {h["_source"]["feed_id"]: FeedState.from_dict(h["_source"]) for h in hits}
+        return {st.feed_id: st for h in hits
+                if (st := self.corrupt.feed_state(h.get("_source"), h.get("_id"))) is not None}
 
     def save_feed_states(self, states: Iterable[FeedState]) -> None:
         actions = [{"_op_type": "index", "_index": self.state_index("feed-state"), "_id": s.feed_id,

@@ -30,7 +30,7 @@ from typing import Iterable, Sequence
 from ..analysis import FIELD_GAP, analyse, analyse_lemmas
 from ..errors import StoreError, StoreUnavailable
 from ..models import Article, FeedState, to_iso
-from .base import AlertEntry, Closing, IndexResult, SearchRequest, SearchResult, Stats, TranslationKey
+from .base import AlertEntry, Closing, CorruptRows, IndexResult, SearchRequest, SearchResult, Stats, TranslationKey
 
 FTS_COLUMNS = ("title", "summary", "content", "title_raw", "summary_raw", "content_raw",
                "title_lem", "summary_lem", "content_lem")
@@ -224,6 +224,7 @@ class SQLiteStore(Closing):
 
     def __init__(self, path: Path | str, *, timeout: float = 30.0):
         self.path = Path(path)
+        self.corrupt = CorruptRows("sqlite")  # stored rows that could not be read back (skipped)
         try:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -410,10 +411,13 @@ class SQLiteStore(Closing):
                     "UPDATE articles SET feed_id=?, source=?, language=?, canonical_url=?,"
                     " published_at=?, fetched_at=?, content_hash=?, translation_status=?, doc=?"
                     " WHERE rowid=?", r.params + (rowid,))
-                # contentless FTS5: the old terms are removed by giving the values they came from
-                old = _fts_values(Article.from_dict(json.loads(row[1])))
-                db.execute(f"INSERT INTO articles_fts (articles_fts, rowid, {', '.join(FTS_COLUMNS)})"
-                           f" VALUES ('delete',{_FTS_PLACEHOLDERS})", (rowid, *old))
+                # contentless FTS5: the old terms are removed by giving the values they came from;
+                # a corrupt stored doc (logged, counted) cannot give them, so its terms stay behind
+                # under this rowid and the fresh copy replaces the document itself
+                prev = self.corrupt.article(row[1], r.id)
+                if prev is not None:
+                    db.execute(f"INSERT INTO articles_fts (articles_fts, rowid, {', '.join(FTS_COLUMNS)})"
+                               f" VALUES ('delete',{_FTS_PLACEHOLDERS})", (rowid, *_fts_values(prev)))
                 db.execute("DELETE FROM article_topics WHERE article_rowid=?", (rowid,))
                 result = "updated"
             if result != "unchanged":
@@ -431,21 +435,22 @@ class SQLiteStore(Closing):
             outcome[r.id] = result
 
     def _rows_to_articles(self, rows) -> list[Article]:
-        return [Article.from_dict(json.loads(r[0])) for r in rows]
+        """Articles of rows whose first column is ``doc`` and last is ``id``; a corrupt one is skipped."""
+        return [a for r in rows if (a := self.corrupt.article(r[0], r[-1])) is not None]
 
     def get_articles(self, ids: Iterable[str]) -> list[Article]:
         ids = list(ids)
         out: dict[str, Article] = {}
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
-            q = f"SELECT doc FROM articles WHERE id IN ({','.join('?' * len(chunk))})"
+            q = f"SELECT doc, id FROM articles WHERE id IN ({','.join('?' * len(chunk))})"
             for a in self._rows_to_articles(self._db.execute(q, chunk)):
                 out[a.id] = a
         return [out[i] for i in ids if i in out]
 
     def articles_pending_translation(self, limit: int = 1000) -> list[Article]:
         rows = self._db.execute(
-            "SELECT doc FROM articles WHERE translation_status IN ('unavailable', 'pending')"
+            "SELECT doc, id FROM articles WHERE translation_status IN ('unavailable', 'pending')"
             " ORDER BY published_at DESC LIMIT ?", (limit,))
         return self._rows_to_articles(rows)
 
@@ -497,7 +502,7 @@ class SQLiteStore(Closing):
         # two steps: sort only (published_at, rowid) of the hits, then read the page's documents
         # (sorting the documents themselves moved every hit's JSON through the sorter)
         rows = self._db.execute(
-            f"SELECT d.doc, d.published_at, d.rowid FROM articles d WHERE d.rowid IN ("
+            f"SELECT d.doc, d.published_at, d.rowid, d.id FROM articles d WHERE d.rowid IN ("
             f"SELECT a.rowid FROM articles a{pwhere} ORDER BY {order} LIMIT ? OFFSET ?) "
             f"ORDER BY {order.replace('a.', 'd.')}",
             page_params + [request.limit, offset]).fetchall()
@@ -511,7 +516,7 @@ class SQLiteStore(Closing):
         """BM25 order (FTS5's bm25(), lower is better) over the query's positive words, then newest;
         hits matched only by keyword clauses (``source:x OR …``) rank last.  Offset paging only."""
         rows = self._db.execute(
-            "SELECT d.doc FROM (SELECT a.rowid AS rid, coalesce(r.score, 0) AS score, a.published_at AS p"
+            "SELECT d.doc, d.id FROM (SELECT a.rowid AS rid, coalesce(r.score, 0) AS score, a.published_at AS p"
             " FROM articles a LEFT JOIN (SELECT rowid, bm25(articles_fts) AS score FROM articles_fts"
             f" WHERE articles_fts MATCH ?) r ON r.rowid = a.rowid{where}"
             " ORDER BY score, a.published_at DESC, a.rowid DESC LIMIT ? OFFSET ?) h"
@@ -551,7 +556,7 @@ class SQLiteStore(Closing):
     # -- feed state ------------------------------------------------------------------------------
     def get_feed_states(self) -> dict[str, FeedState]:
         rows = self._db.execute("SELECT feed_id, state FROM feed_state").fetchall()
-        return {fid: FeedState.from_dict(json.loads(s)) for fid, s in rows}
+        return {fid: st for fid, s in rows if (st := self.corrupt.feed_state(s, fid)) is not None}
 
     def save_feed_states(self, states: Iterable[FeedState]) -> None:
         rows = [(s.feed_id, json.dumps(s.to_dict(), sort_keys=True)) for s in states]

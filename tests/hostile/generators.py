@@ -195,6 +195,13 @@ DATE_CASES = {
     "de-month": ("Mo, 23 Nov. 2026 10:15:00 +0100", "2026-11-23T09:15:00Z"),
     "pt-month": ("Seg, 24 Set 2018 19:42:40 -0300", "2018-09-24T22:42:40Z"),
     "ok-rfc822": ("Mon, 23 Nov 2026 10:00:00 GMT", "2026-11-23T10:00:00Z"),
+    # issue 16: the year 0001 written in RFC 822 was stored as 2001 (parsedate's two-digit rule)
+    "rfc822-year-0001": ("Mon, 01 Jan 0001 00:00:00 GMT", None),
+    "ru-month-year-0001": ("Пн, 01 янв 0001 10:00:00 +0300", None),
+    "rfc822-year-0026": ("Mon, 23 Nov 0026 10:00:00 GMT", None),
+    # a two-digit year: the date as read (26 -> 2026, 99 -> 1999), flagged as inferred
+    "two-digit-year-19": ("Sun, 24 Mar 19 10:00:00 GMT", ("inferred", "2019-03-24T10:00:00Z")),
+    "two-digit-year-99": ("Wed, 24 Mar 99 10:00:00 GMT", ("inferred", "1999-03-24T10:00:00Z")),
 }
 
 

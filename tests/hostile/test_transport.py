@@ -7,6 +7,7 @@ target path); the first hop is made to count as public with the monkeypatch of t
 
 from __future__ import annotations
 
+import ipaddress
 import time
 
 import pytest
@@ -16,6 +17,22 @@ from pipeline import fetch as fetch_mod
 
 from . import generators as gen
 from .conftest import MiB, bounded, cycle, feed
+
+
+# IPv6 forms that carry 127.0.0.1 (or another private IPv4) inside them; Python's ipaddress calls all
+# but Teredo "global" (issue 16, item 5)
+EMBEDDED_LOOPBACK = {
+    "v4-compatible": "::127.0.0.1",
+    "siit": "::ffff:0:7f00:1",
+    "nat64": "64:ff9b::7f00:1",
+    "nat64-local-96": "64:ff9b:1::7f00:1",
+    "nat64-local-48": "64:ff9b:1:7f00:0:100::",  # RFC 6052 /48 layout: 7f00, u-octet 00, 0001: 127.0.0.1
+    # /64 layout (u-octet 00, then 7f000001); read as /96 it would be the public 1.0.0.0
+    "nat64-local-64": "64:ff9b:1:0:7f:0:100:0",
+    "6to4": "2002:7f00:1::",
+    "6to4-private": "2002:a00:1::1",  # 10.0.0.1
+    "teredo": "2001:0:4136:e378:8000:63bf:80ff:fffe",  # client 127.0.0.1, XOR-ed
+}
 
 
 def _control(hserver):
@@ -131,6 +148,7 @@ def test_redirects_into_private_space_or_other_schemes_are_refused(hserver, hset
         "private-192": "http://192.168.1.1/secret",
         "link-local": "http://169.254.169.254/latest/meta-data/",
         "unspecified": f"http://0.0.0.0:{port}/secret",
+        **{f"embedded-{k}": f"http://[{a}]:{port}/secret" for k, a in EMBEDDED_LOOPBACK.items()},
         "file": "file:///etc/passwd",
         "gopher": "gopher://127.0.0.1:70/_secret",
         "ftp": "ftp://127.0.0.1/secret",
@@ -158,13 +176,29 @@ def test_redirects_into_private_space_or_other_schemes_are_refused(hserver, hset
     assert all(req.path != "/secret" for req, _ in hserver.log)
 
 
+@pytest.mark.parametrize("address", list(EMBEDDED_LOOPBACK.values()), ids=list(EMBEDDED_LOOPBACK))
+def test_embedded_private_ipv4_is_refused(address):
+    ip = ipaddress.ip_address(address)
+    assert not fetch_mod._ip_allowed(ip)
+
+
+@pytest.mark.parametrize("address", [
+    "93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "::ffff:93.184.216.34",
+    "64:ff9b::5db8:d822", "64:ff9b:1::5db8:d822", "2002:5db8:d822::1",
+])
+def test_embedded_public_ipv4_stays_allowed(address):
+    """The check refuses what is inside, not the form: NAT64 of a public address still works."""
+    assert fetch_mod._ip_allowed(ipaddress.ip_address(address))
+
+
 def test_private_feed_urls_refused_without_a_connection(hserver, hsettings, warm):
     strict = hsettings.model_copy(update={"allow_private_networks": False})
     hserver.expect_request("/x").respond_with_data("never")
     port = hserver.port
     urls = {"loopback": hserver.url_for("/x"), "decimal": f"http://2130706433:{port}/x",
             "mapped": f"http://[::ffff:127.0.0.1]:{port}/x", "link-local": "http://169.254.169.254/x",
-            "localhost-name": f"http://localhost:{port}/x"}
+            "localhost-name": f"http://localhost:{port}/x",
+            **{f"embedded-{k}": f"http://[{a}]:{port}/x" for k, a in EMBEDDED_LOOPBACK.items()}}
     o = cycle(strict, [feed(k, u) for k, u in urls.items()])
     for k in urls:
         f = o.feed(k)
