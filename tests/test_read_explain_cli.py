@@ -6,6 +6,7 @@ present, two real feeds that give no dates (Japan Times 2017, AiF 2006)."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import shutil
@@ -145,3 +146,213 @@ def test_topics_explain_needs_an_id_or_text_and_a_known_id(env):
     assert res.exit_code == 2 and "either an article id or --text" in res.output
     res = _invoke(env, "topics", "explain", "missile_deployment", "nope")
     assert res.exit_code == 1 and "no stored article with id nope" in res.output
+
+
+# --- mediamon search: snippet, formats, sort, paging, table width ----------------------------------
+
+needs_shared = pytest.mark.skipif(not SHARED_FEEDS.is_dir(), reason="../shared/feeds is absent")
+
+
+def test_search_json_has_snippet_matched_terms_and_date_inferred(env):
+    hits = _search_json(env, "Belarus OR Белоруссия")
+    en = next(h for h in hits if h["title"] == ORESHNIK_EN)
+    assert en["matched_terms"] == ["Belarus"] and en["date_inferred"] is False
+    (s, e), = en["snippet_marks"]
+    assert en["snippet"][s:e] == "Belarus" and "Oreshnik" in en["snippet"]
+    ru = next(h for h in hits if h["language"] == "ru")
+    assert any(t.startswith("Белорусси") for t in ru["matched_terms"])  # as written in the text
+    assert all(ru["snippet"][s:e] in ru["matched_terms"] for s, e in ru["snippet_marks"])
+
+
+def test_search_formats_json_array_jsonl_csv(env):
+    as_json = _search_json(env, "Oreshnik")
+    res = _invoke(env, "search", "Oreshnik", "--format", "jsonl")
+    assert res.exit_code == 0
+    assert [json.loads(line) for line in res.output.splitlines()] == as_json
+    assert json.loads(_invoke(env, "search", "Oreshnik", "--format", "json").output) == as_json
+    res = _invoke(env, "search", "Oreshnik", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(res.output)))
+    assert [r["id"] for r in rows] == [h["id"] for h in as_json]
+    assert set(rows[0]) >= {"snippet", "matched_terms", "date_inferred", "published_at"}
+    bad = _invoke(env, "search", "x", "--format", "xml")
+    assert bad.exit_code == 2 and "table, json, jsonl, csv" in bad.output
+
+
+def test_search_sort_and_offset_paging(env):
+    newest = _search_json(env, "-n", "50")
+    assert [h["id"] for h in _search_json(env, "-n", "3", "--offset", "2")] == [h["id"] for h in newest[2:5]]
+    dated = [h for h in newest if not h["date_inferred"]]
+    stamps = [h["published_at"] for h in dated]
+    assert stamps == sorted(stamps, reverse=True)
+    oldest = [h for h in _search_json(env, "--sort", "oldest", "-n", "50") if not h["date_inferred"]]
+    assert [h["published_at"] for h in oldest] == sorted(stamps)
+    assert _search_json(env, "--oldest", "-n", "50") == _search_json(env, "--sort", "oldest", "-n", "50")
+    # relevance: BM25; the item with the query word in title and summary ranks first
+    rel = _search_json(env, "Oreshnik OR Орешник", "--sort", "relevance")
+    assert {h["id"] for h in rel} == {h["id"] for h in _search_json(env, "Oreshnik OR Орешник")}
+    assert _search_json(env, "Oreshnik OR Орешник", "--sort", "relevance", "-n", "1", "--offset", "1") == rel[1:2]
+    bad = _invoke(env, "search", "x", "--sort", "best")
+    assert bad.exit_code == 2 and "newest, oldest, relevance" in bad.output
+
+
+def test_search_table_keeps_rows_short_at_80_columns(env, monkeypatch):
+    import pipeline.commands.core as core
+
+    buf = io.StringIO()
+    monkeypatch.setattr(core, "console", Console(file=buf, width=80, force_terminal=False))
+    res = _invoke(env, "search", "-n", "8")
+    assert res.exit_code == 0, res.output
+    lines = buf.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    # a row is its title and its snippet (two lines) however long the title: 8 rows, a header, a title
+    body = [line for line in lines if line.strip() and "hit(s)" not in line and "date inferred" not in line]
+    assert len(body) <= 8 * 2 + 2, "\n".join(lines)
+    assert any("…" in line for line in lines)  # long titles cut with an ellipsis
+    ids = [line.split()[0] for line in body[2:] if line[:2].strip()]
+    top = _search_json(env, "-n", "8")
+    assert ids == [h["id"][:8] for h in top]
+
+
+def test_show_takes_the_short_id_of_the_table(env):
+    aid = _id_of(env, ORESHNIK_EN)
+    d = json.loads(_invoke(env, "show", aid[:8], "--json").output)
+    assert d["id"] == aid
+
+
+# --- dates you can trust: real undated feeds (Japan Times 2017, AiF 2006) ----------------------------
+
+@needs_shared
+def test_undated_items_come_after_dated_ones_newest_first(env):
+    hits = _search_json(env, "-n", "500")
+    flags = [h["date_inferred"] for h in hits]
+    assert sum(flags) >= 130  # 118 Japan Times + 17 AiF, all stamped with the time first seen
+    assert flags == sorted(flags), "an undated item was listed before a dated one"
+    assert hits[0]["feed_id"] in ("ru", "en")
+    # paging across the boundary between dated and undated items loses nothing and repeats nothing
+    dated = flags.index(True)
+    page = _search_json(env, "-n", "4", "--offset", str(dated - 2))
+    assert [h["id"] for h in page] == [h["id"] for h in hits[dated - 2:dated + 2]]
+    oldest = _search_json(env, "--sort", "oldest", "-n", "500")
+    assert [h["date_inferred"] for h in oldest] == flags
+
+
+@needs_shared
+def test_since_windows_leave_out_undated_items_unless_asked(env):
+    window = _search_json(env, "--since", "7d", "-n", "500")
+    assert window and not any(h["date_inferred"] for h in window)
+    assert not any(h["feed_id"] in UNDATED_FEEDS for h in window)
+    wide = _search_json(env, "--since", "7d", "--include-undated", "-n", "500")
+    assert {h["feed_id"] for h in wide} >= set(UNDATED_FEEDS)
+    st = json.loads(_invoke(env, "stats", "--since", "7d", "--json").output)
+    assert st["total"] == len(window) and "JT" not in st["by_source"] and "AIF" not in st["by_source"]
+    st_all = json.loads(_invoke(env, "stats", "--since", "7d", "--include-undated", "--json").output)
+    assert st_all["total"] == len(wide) and st_all["by_source"]["JT"] == 118
+    # without a window nothing is left out
+    assert json.loads(_invoke(env, "stats", "--json").output)["total"] == len(_search_json(env, "-n", "500"))
+
+
+@needs_shared
+def test_show_and_search_table_mark_an_inferred_date(env, monkeypatch):
+    import pipeline.commands.core as core
+
+    jt = next(h for h in _search_json(env, "-n", "500") if h["feed_id"] == "jt")
+    res = _invoke(env, "show", jt["id"])
+    assert "published:" in res.output and "(inferred: the feed gave no date; time first seen)" in res.output
+    assert json.loads(_invoke(env, "show", jt["id"], "--json").output)["date_inferred"] is True
+    buf = io.StringIO()
+    monkeypatch.setattr(core, "console", Console(file=buf, width=100))
+    _invoke(env, "search", "-s", "JT", "-n", "2")
+    assert "*" in buf.getvalue() and "date inferred: the feed gave none" in buf.getvalue()
+
+
+@needs_shared
+@pytest.mark.parametrize("name", sorted(UNDATED_FEEDS.values()))
+def test_feeds_check_flags_a_feed_whose_items_are_all_undated(env, name):
+    res = _invoke(env, "feeds", "check", str(SHARED_FEEDS / name), "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["all_undated"] is True
+    assert any("no item of this feed has a usable date" in w for w in out["warnings"])
+    dated = json.loads(_invoke(env, "feeds", "check", str(FEED_FIXTURES / "en_news.xml"), "--json").output)
+    assert dated["all_undated"] is False
+    assert not any("usable date" in w for w in dated["warnings"])
+
+
+def test_kibana_saved_searches_show_date_inferred_and_list_undated_last():
+    from pipeline.config import load_topics
+    from pipeline.kibana import topic_search
+
+    lines = [json.loads(line) for line in (ROOT / "config" / "kibana" / "mediamon.ndjson").read_text().splitlines()
+             if line.strip()]
+    searches = [o for o in lines if o["type"] == "search" and "published_at" in json.dumps(o["attributes"]["sort"])]
+    searches += [topic_search(t, "mediamon") for t in load_topics(ROOT / "config")]
+    assert searches
+    for o in searches:
+        assert "date_inferred" in o["attributes"]["columns"]
+        assert o["attributes"]["sort"][0] == ["date_inferred", "asc"]
+
+
+# --- the embedded store: undated last, cursor paging across the boundary, schema 7 -----------------
+
+def _art(i: int, *, days: int, inferred: bool):
+    from datetime import datetime, timedelta, timezone
+
+    from pipeline.models import Article
+
+    t0 = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    return Article(id=f"id{i:03d}", feed_id="f", url=None, canonical_url=None, guid=None, source="S",
+                   feed_language="en", language="en", title=f"Item {i}", summary="", published_at=t0 + timedelta(days=days),
+                   fetched_at=t0, content_hash=f"h{i}", date_inferred=inferred)
+
+
+def test_sqlite_pages_dated_then_undated_by_offset_and_by_cursor(tmp_path):
+    from pipeline.store.base import SearchRequest
+    from pipeline.store.sqlite import SQLiteStore
+
+    s = SQLiteStore(tmp_path / "s.sqlite3")
+    try:
+        # undated items carry the newest stamps (the time first seen), dated ones are older
+        s.index([_art(i, days=-i, inferred=False) for i in range(1, 6)] +
+                [_art(10 + i, days=5 + i, inferred=True) for i in range(1, 5)])
+        expect = ["id001", "id002", "id003", "id004", "id005", "id014", "id013", "id012", "id011"]
+        assert [a.id for a in s.search(SearchRequest(limit=50)).hits] == expect
+        got, cursor = [], None
+        while True:
+            page = s.search(SearchRequest(limit=2, cursor=cursor))
+            got += [a.id for a in page.hits]
+            if not page.next_cursor:
+                break
+            cursor = page.next_cursor
+        assert got == expect
+        assert [[a.id for a in s.search(SearchRequest(limit=3, offset=o)).hits] for o in (0, 3, 6)] == \
+            [expect[0:3], expect[3:6], expect[6:9]]
+        assert [a.id for a in s.search(SearchRequest(limit=50, sort="oldest")).hits] == \
+            expect[4::-1] + expect[:4:-1]
+        windowed = s.search(SearchRequest(limit=50, include_undated=False))
+        assert windowed.total == 5 and [a.id for a in windowed.hits] == expect[:5]
+    finally:
+        s.close()
+
+
+def test_a_schema_6_store_gets_the_date_inferred_column_filled(tmp_path):
+    import sqlite3
+
+    from pipeline.store.base import SearchRequest
+    from pipeline.store.sqlite import MIGRATIONS, SQLiteStore
+
+    path = tmp_path / "v6.sqlite3"
+    s = SQLiteStore(path)
+    s.index([_art(1, days=0, inferred=False), _art(2, days=3, inferred=True)])
+    s.close()
+    db = sqlite3.connect(path, isolation_level=None)  # back to schema 6, as written by the previous version
+    db.executescript("BEGIN; DROP INDEX articles_undated; ALTER TABLE articles DROP COLUMN date_inferred;"
+                     "PRAGMA user_version=6; COMMIT;")
+    db.close()
+    assert len(MIGRATIONS) == 7
+    s = SQLiteStore(path)
+    try:
+        assert s.connection.execute("SELECT id, date_inferred FROM articles ORDER BY id").fetchall() == \
+            [("id001", 0), ("id002", 1)]
+        assert [a.id for a in s.search(SearchRequest()).hits] == ["id001", "id002"]
+    finally:
+        s.close()

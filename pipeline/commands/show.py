@@ -57,7 +57,8 @@ def _rule_json(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def show(
-    article_id: str = typer.Argument(..., help="Article id (the `id` column of `mediamon search`)."),
+    article_id: str = typer.Argument(..., help="Article id, or its first 6+ characters as in the `id` "
+                                     "column of `mediamon search`."),
     query: Optional[str] = typer.Option(None, "--query", "-q",
                                         help="Also mark the words this search query matched."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object: the article's fields "
@@ -90,6 +91,16 @@ def show(
                 raise typer.Exit(exitcodes.USAGE) from exc
         with open_store(settings) as store:
             found = store.get_articles([article_id])
+            if not found and len(article_id) >= 6:
+                # the search table shows the first characters of the id: a unique prefix will do
+                by_prefix = getattr(store, "ids_with_prefix", None)
+                candidates = by_prefix(article_id, 2) if by_prefix else []
+                if len(candidates) > 1:
+                    err_console.print(f"[bold red]error:[/] id prefix {escape(article_id)} is ambiguous "
+                                      f"({', '.join(candidates)}, …): give more of the id", soft_wrap=True,
+                                      highlight=False)
+                    raise typer.Exit(exitcodes.ERROR)
+                found = store.get_articles(candidates)
             if not found:
                 err_console.print(f"[bold red]error:[/] no stored article with id {escape(article_id)} "
                                   "(ids: `mediamon search --format jsonl`)", soft_wrap=True,

@@ -9,9 +9,6 @@ Feed text is hostile: it reaches templates only as plain strings (autoescaped) o
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -25,6 +22,8 @@ from ..analysis import has_cyrillic
 from ..config import load_alerts, load_feeds, load_topics
 from ..explain import article_rules, deciding_clauses  # noqa: F401 - deciding_clauses: older imports
 from ..highlight import clean, highlight, matched_terms, snippet
+from ..hits import to_csv as _to_csv
+from ..hits import to_jsonl  # noqa: F401 - the export route imports it from here
 from ..models import Article, to_iso
 from ..query import Query, QuerySyntaxError, parse_query
 from ..settings import Settings
@@ -180,27 +179,8 @@ EXPORT_COLUMNS = ("id", "published_at", "date_inferred", "source", "feed_id", "l
                   "url", "topics")
 
 
-def _csv_cell(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, list):
-        v = " ".join(v)
-    s = str(v)
-    # a spreadsheet would run a cell that starts like a formula: keep it text
-    return "'" + s if s[:1] in ("=", "+", "-", "@", "\t", "\r") else s
-
-
 def to_csv(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\r\n")
-    w.writerow(EXPORT_COLUMNS)
-    for r in rows:
-        w.writerow([_csv_cell(r[c]) for c in EXPORT_COLUMNS])
-    return buf.getvalue()
-
-
-def to_jsonl(rows: list[dict[str, Any]]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    return _to_csv(rows, EXPORT_COLUMNS)
 
 
 # -- explanations (article page): pipeline/explain.py (shared with `mediamon show`)
