@@ -356,3 +356,31 @@ def test_a_schema_6_store_gets_the_date_inferred_column_filled(tmp_path):
         assert [a.id for a in s.search(SearchRequest()).hits] == ["id001", "id002"]
     finally:
         s.close()
+
+
+def test_the_email_says_an_inferred_date_is_the_time_first_seen(tmp_path):
+    """The email is one of the places an inferred date must be visible (text and HTML parts)."""
+    from datetime import datetime, timezone
+
+    from pipeline.alerts.render import build_message, group_stories
+    from pipeline.config import AlertConfig
+
+    from .conftest import make_settings
+
+    rule = AlertConfig(id="r", query="Item", recipients=["analyst@example.org"])
+    msg = build_message(rule, group_stories([_art(1, days=0, inferred=True)]), settings=make_settings(tmp_path),
+                        now=datetime(2026, 11, 28, tzinfo=timezone.utc))
+    parts = [p.get_content() for p in msg.walk() if p.get_content_maintype() == "text"]
+    assert len(parts) == 2 and all("feed gave no date; time first seen" in p for p in parts)
+    dated = build_message(rule, group_stories([_art(2, days=0, inferred=False)]), settings=make_settings(tmp_path),
+                          now=datetime(2026, 11, 28, tzinfo=timezone.utc))
+    assert "feed gave no date" not in dated.as_string()
+
+
+def test_known_published_at_is_none_for_an_inferred_date():
+    from pipeline.undated import all_undated_warning, known_published_at
+
+    dated, undated = _art(1, days=0, inferred=False), _art(2, days=0, inferred=True)
+    assert known_published_at(dated) == dated.published_at and known_published_at(undated) is None
+    assert all_undated_warning([undated, undated]) and all_undated_warning([undated, dated]) is None
+    assert all_undated_warning([]) is None
