@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .aliases import Aliases
     from .config import AlertConfig, TopicConfig
 
+MAX_FAILED_ALTERNATIVES = 6  # a failed OR with more alternatives is one line in deciding_tree
 _LEAF_KINDS = ("term", "phrase", "prefix", "near", "keyword", "alias", "all")
 
 
@@ -43,10 +44,14 @@ def deciding_clauses(e: Explanation) -> list[dict[str, Any]]:
 def deciding_tree(e: Explanation) -> Explanation:
     """The explanation cut down to the clauses that decided its verdict: under a match, the
     matched branches of an OR (every branch of an AND matched); under a miss, the failed branches
-    of an AND (every branch of an OR failed).  A NOT is its clause alone (what it excludes is in
+    of an AND (every branch of an OR failed; more than MAX_FAILED_ALTERNATIVES of them are one
+    line, kind ``none``).  A NOT is its clause alone (what it excludes is in
     the clause).  The full tree is ``e``."""
     if e.kind == "not":
         return replace(e, children=[])
+    if e.kind == "or" and not e.matched and len(e.children) > MAX_FAILED_ALTERNATIVES:
+        return replace(e, kind="none", children=[],
+                       clause=f"OR: none of its {len(e.children)} alternatives matched (--all lists them)")
     if e.kind == "and":
         kids = [c for c in e.children if c.matched == e.matched]
     elif e.kind in ("or", "alias"):

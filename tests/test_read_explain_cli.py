@@ -384,3 +384,23 @@ def test_known_published_at_is_none_for_an_inferred_date():
     assert known_published_at(dated) == dated.published_at and known_published_at(undated) is None
     assert all_undated_warning([undated, undated]) and all_undated_warning([undated, dated]) is None
     assert all_undated_warning([]) is None
+
+
+def test_elasticsearch_finds_a_short_id_with_a_prefix_query_on_the_keyword_id():
+    from pipeline.store.elasticsearch import ElasticsearchStore
+
+    from .test_es_template import mapped_field
+
+    body = ElasticsearchStore(client=None).build_ids_with_prefix("d901aa90", 2)
+    assert body["query"] == {"prefix": {"id": "d901aa90"}} and body["size"] == 2
+    assert mapped_field("id")["type"] == "keyword"
+
+
+def test_topics_explain_a_miss_shows_the_failed_branches_short(env):
+    hit = next(h for h in _search_json(env, "-n", "500") if "nuclear_weapons" not in h["topics"])
+    res = _invoke(env, "topics", "explain", "nuclear_weapons", hit["id"])
+    assert res.exit_code == 0 and "no match" in res.output
+    assert "none of its" in res.output and "alternatives matched" in res.output
+    assert len(res.output.splitlines()) < 15
+    full = _invoke(env, "topics", "explain", "nuclear_weapons", hit["id"], "--all")
+    assert len(full.output.splitlines()) > 50
