@@ -514,7 +514,10 @@ class SQLiteStore(Closing):
         # items with an inferred date (the feed gave none: published_at is when they were first seen)
         # come after every dated item, in either order: two runs, dated then undated
         undated = 0
-        if total and request.include_undated:
+        # (the existence check reads one entry of the partial index: a store without undated items
+        # pays nothing more than before)
+        if total and request.include_undated and self._db.execute(
+                "SELECT 1 FROM articles WHERE date_inferred = 1 LIMIT 1").fetchone():
             undated = self._db.execute(f"SELECT count(*) FROM articles a WHERE "
                                        f"{' AND '.join(clauses + ['a.date_inferred = 1'])}", params).fetchone()[0]
         dated = total - undated
