@@ -245,6 +245,9 @@ def test_since_windows_leave_out_undated_items_unless_asked(env):
     assert {h["feed_id"] for h in wide} >= set(UNDATED_FEEDS)
     st = json.loads(_invoke(env, "stats", "--since", "7d", "--json").output)
     assert st["total"] == len(window) and "JT" not in st["by_source"] and "AIF" not in st["by_source"]
+    assert st["undated_left_out"] == len(wide) - len(window) >= 135
+    table = _invoke(env, "stats", "--since", "7d")
+    assert f"{len(wide) - len(window)} item(s) whose feed gave no date left out" in table.output
     st_all = json.loads(_invoke(env, "stats", "--since", "7d", "--include-undated", "--json").output)
     assert st_all["total"] == len(wide) and st_all["by_source"]["JT"] == 118
     # without a window nothing is left out

@@ -198,11 +198,17 @@ def stats(
         settings = build_settings(data_dir=data_dir)
         with open_store(settings) as store:
             since_at = parse_since(since)
-            st = store.stats(SearchRequest(since=since_at, include_undated=include_undated or since_at is None))
+            keep = include_undated or since_at is None
+            st = store.stats(SearchRequest(since=since_at, include_undated=keep))
+            # say how many undated items the window left out (never silently)
+            left_out = 0 if keep else store.search(SearchRequest(since=since_at, limit=1)).total - st.total
     if json_out:
-        typer.echo(json.dumps(st.to_dict(), ensure_ascii=False))
+        typer.echo(json.dumps({**st.to_dict(), "undated_left_out": left_out}, ensure_ascii=False))
         return
     console.print(f"[bold]{st.total}[/] items")
+    if left_out:
+        console.print(f"[yellow]{left_out} item(s) whose feed gave no date left out of the window[/] "
+                      "(their date is the time first seen; --include-undated counts them)", highlight=False)
     for title, counts in (("source", st.by_source), ("language", st.by_language), ("topic", st.by_topic),
                           ("day", st.by_day)):
         t = Table(title=f"by {title}")
