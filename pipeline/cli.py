@@ -35,6 +35,7 @@ COMMAND_MODULES = [
     "pipeline.commands.models",
     "pipeline.commands.secrets",
     "pipeline.commands.serve",      # the search page (pipeline/web)
+    "pipeline.commands.show",       # one article in full (issue 18)
 ]
 
 

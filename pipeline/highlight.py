@@ -85,13 +85,10 @@ def highlight(text: str | None, terms: Iterable[str]) -> Markup:
     return _render(text, _marked(text, term_sequences(terms)))
 
 
-def snippet(text: str | None, terms: Iterable[str], width: int = 260) -> Markup:
-    """About ``width`` characters of ``text`` around its first matched term (or its start), cut at
-    word boundaries, with ``…`` where text was left out, highlighted like :func:`highlight`."""
-    text = clean(text)
-    marks = _marked(text, term_sequences(terms))
+def _window(text: str, marks: Sequence[tuple[int, int]], width: int) -> tuple[int, int]:
+    """The ``[lo, hi)`` cut of about ``width`` characters around the first mark, at word boundaries."""
     if len(text) <= width:
-        return _render(text, marks)
+        return 0, len(text)
     first = marks[0][0] if marks else 0
     lo = max(0, first - width // 4)
     if lo:
@@ -101,8 +98,38 @@ def snippet(text: str | None, terms: Iterable[str], width: int = 260) -> Markup:
     if hi < len(text):
         space = text.rfind(" ", lo + width // 2, hi)
         hi = space if space > 0 else hi
+    return lo, hi
+
+
+def snippet(text: str | None, terms: Iterable[str], width: int = 260) -> Markup:
+    """About ``width`` characters of ``text`` around its first matched term (or its start), cut at
+    word boundaries, with ``…`` where text was left out, highlighted like :func:`highlight`."""
+    text = clean(text)
+    marks = _marked(text, term_sequences(terms))
+    if len(text) <= width:
+        return _render(text, marks)
+    lo, hi = _window(text, marks, width)
     body = _render(text, marks, lo, hi)
     return Markup(("…" if lo else "") + str(body) + ("…" if hi < len(text) else ""))
+
+
+def plain_snippet(text: str | None, terms: Iterable[str], width: int = 260) -> tuple[str, list[tuple[int, int]]]:
+    """:func:`snippet` as plain text for a terminal or JSON: the cut text (``…`` where text was
+    left out, control characters removed, nothing escaped) and the ``(start, end)`` offsets of the
+    matched terms in it."""
+    text = clean(text)
+    marks = _marked(text, term_sequences(terms))
+    lo, hi = _window(text, marks, width)
+    lead = "…" if lo else ""
+    out = lead + text[lo:hi] + ("…" if hi < len(text) else "")
+    shift = len(lead) - lo
+    return out, [(s + shift, e + shift) for s, e in marks if s >= lo and e <= hi]
+
+
+def plain_marks(text: str | None, terms: Iterable[str]) -> tuple[str, list[tuple[int, int]]]:
+    """``text`` cleaned, and the ``(start, end)`` offsets of the matched ``terms`` in it."""
+    text = clean(text)
+    return text, _marked(text, term_sequences(terms))
 
 
 def matched_terms(query: "Query | None", article: "Article") -> list[str]:

@@ -43,8 +43,10 @@ def topic_search(topic: Any, prefix: str) -> dict:
         "attributes": {
             "title": f"{prefix} topic: {topic.name}",
             "description": f"{topic.description}\nRule query: {topic.query}".strip(),
-            "columns": ["source", "language", "title", "title_en", "topic_matches.terms", "url"],
-            "sort": [["published_at", "desc"]],
+            # date_inferred: true when the feed gave no date (published_at is the time first seen);
+            # those items are listed after the dated ones
+            "columns": ["source", "language", "title", "title_en", "topic_matches.terms", "date_inferred", "url"],
+            "sort": [["date_inferred", "asc"], ["published_at", "desc"]],
             "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps(ssj, ensure_ascii=False)},
         },
         "references": [{"name": "kibanaSavedObjectMeta.searchSourceJSON.index", "type": "index-pattern",

@@ -63,7 +63,8 @@ def test_run_json_search_stats_feeds(tmp_path):
     assert res.exit_code == 0, res.output
     hits = json.loads(res.output)
     assert {h["title"] for h in hits} >= {"ПВО сбили восемь ракет над Черным морем"}
-    assert set(hits[0]) == {"id", "title", "title_en", "source", "language", "published_at", "topics", "url"}
+    assert set(hits[0]) >= {"id", "title", "title_en", "source", "language", "published_at", "topics", "url",
+                            "date_inferred", "snippet", "matched_terms"}
 
     res = runner.invoke(app, ["search", "missiles", "--language", "en", "--since", "2026-11-01", "--json"], env=env)
     titles = {h["title"] for h in json.loads(res.output)}

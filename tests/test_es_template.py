@@ -201,7 +201,8 @@ def test_store_search_body_uses_mapped_fields_and_paging():
                         until=datetime(2026, 12, 1, tzinfo=timezone.utc), limit=5)
     body = store.build_search(req)
     assert body["size"] == 5 and body["track_total_hits"] is True
-    assert body["sort"] == [{"published_at": "desc"}, {"id": "desc"}]
+    undated_last = {"date_inferred": {"order": "asc", "missing": "_first"}}
+    assert body["sort"] == [undated_last, {"published_at": "desc"}, {"id": "desc"}]
     q = body["query"]["bool"]
     assert q["must"] == [to_es("Орешник")]
     assert {"range": {"published_at": {"gte": "2026-11-01T00:00:00Z", "lt": "2026-12-01T00:00:00Z"}}} in q["filter"]
@@ -210,10 +211,32 @@ def test_store_search_body_uses_mapped_fields_and_paging():
     cursor = _encode_cursor(["2026-11-20T12:00:00.000Z", "abc"])
     paged = store.build_search(SearchRequest(cursor=cursor, offset=40, sort="oldest"))
     assert paged["search_after"] == ["2026-11-20T12:00:00.000Z", "abc"] and "from_" not in paged
-    assert paged["sort"] == [{"published_at": "asc"}, {"id": "asc"}]
+    assert paged["sort"] == [undated_last, {"published_at": "asc"}, {"id": "asc"}]
     assert store.build_search(SearchRequest(offset=40))["from_"] == 40
     with pytest.raises(ValueError):
         store.build_search(SearchRequest(cursor="not-a-cursor"))
+
+
+def test_search_body_sorts_undated_last_pages_by_offset_and_keeps_them_out_of_windows():
+    """Issue 18: items with an inferred date sort after the dated ones (the mapped boolean
+    ``date_inferred``), relevance is ``_score``, --offset is ``from``, and a window without
+    --include-undated leaves them out."""
+    from pipeline.store.elasticsearch import ElasticsearchStore
+
+    store = ElasticsearchStore(client=None)
+    assert mapped_field("date_inferred")["type"] == "boolean"
+    newest = store.build_search(SearchRequest(limit=10, offset=30))
+    assert newest["sort"][0] == {"date_inferred": {"order": "asc", "missing": "_first"}}
+    assert newest["from_"] == 30 and newest["size"] == 10
+    rel = store.build_search(SearchRequest(query="Oreshnik", sort="relevance", offset=20))
+    assert rel["sort"][0] == {"_score": "desc"} and rel["from_"] == 20
+    windowed = store.build_search(SearchRequest(since=datetime(2026, 11, 1, tzinfo=timezone.utc),
+                                                include_undated=False))
+    assert {"bool": {"must_not": [{"term": {"date_inferred": True}}]}} in windowed["query"]["bool"]["filter"]
+    kept = store.build_search(SearchRequest(since=datetime(2026, 11, 1, tzinfo=timezone.utc)))
+    assert "must_not" not in json.dumps(kept["query"])
+    assert store.build_stats(SearchRequest(include_undated=False))["query"]["bool"]["filter"] == [
+        {"bool": {"must_not": [{"term": {"date_inferred": True}}]}}]
 
 
 def test_stats_aggregations_use_mapped_keyword_fields():

@@ -73,6 +73,10 @@ def run(
         console.print(ft)
 
 
+SEARCH_FORMATS = ("table", "json", "jsonl", "csv")
+SEARCH_SORTS = ("newest", "oldest", "relevance")
+
+
 def search(
     query: str = typer.Argument("", help="Query (Lucene syntax), e.g. 'Орешник OR Oreshnik', 'title:ракет*'."),
     topic: list[str] = typer.Option([], "--topic", "-t", help="Only items with this topic (repeatable)."),
@@ -80,9 +84,16 @@ def search(
     source: list[str] = typer.Option([], "--source", "-s", help="Only this source name (repeatable)."),
     since: Optional[str] = typer.Option(None, "--since", help="ISO date or duration: 7d, 24h, 30m."),
     until: Optional[str] = typer.Option(None, "--until", help="ISO date or duration (exclusive)."),
+    include_undated: bool = typer.Option(False, "--include-undated", help="Keep items whose feed gave no date "
+                                         "(date inferred: the time first seen) in a --since/--until window."),
     limit: int = typer.Option(20, "--limit", "-n", min=1, max=10_000, help="Maximum hits."),
-    oldest: bool = typer.Option(False, "--oldest", help="Oldest first instead of newest first."),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON array of hits."),
+    offset: int = typer.Option(0, "--offset", min=0, max=10_000, help="Skip this many hits (paging)."),
+    sort: str = typer.Option("newest", "--sort", help="newest | oldest | relevance (BM25 in the embedded "
+                             "store, _score in Elasticsearch; needs a query). Items with an inferred date "
+                             "come after the dated ones."),
+    oldest: bool = typer.Option(False, "--oldest", help="Same as --sort oldest."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table | json (one array) | jsonl | csv."),
+    json_out: bool = typer.Option(False, "--json", help="Same as --format json: one JSON array of hits."),
     data_dir: Optional[Path] = DataDirOpt,
     config_dir: Optional[Path] = SearchConfigDirOpt,
 ) -> None:
@@ -90,64 +101,117 @@ def search(
 
     A word matches all its forms (stems, and dictionary forms for Russian/Ukrainian), and a name
     listed in aliases.yaml matches every name of its group; '=word' matches the word alone.
+    Each hit has a snippet with the matched words marked; `mediamon show ID` opens one.
 
     Example: mediamon search 'Орешник OR Oreshnik' --since 7d --language ru
+
+    Example: mediamon search 'Oreshnik' --sort relevance --offset 20 --format jsonl
     """
     from ..aliases import load_aliases
-    from ..query import QuerySyntaxError
+    from ..hits import HIT_COLUMNS, SNIPPET_WIDTH, hit_record, to_csv, to_jsonl
+    from ..query import QuerySyntaxError, parse_query
 
+    if sort not in SEARCH_SORTS:
+        raise typer.BadParameter(f"must be one of {', '.join(SEARCH_SORTS)}, not {sort!r}", param_hint="--sort")
+    if json_out:
+        fmt = "json"
+    if fmt not in SEARCH_FORMATS:
+        raise typer.BadParameter(f"must be one of {', '.join(SEARCH_FORMATS)}, not {fmt!r}", param_hint="--format")
+    if oldest:
+        sort = "oldest"
     with cli_errors():
         for option, values in (("--topic", topic), ("--language", language), ("--source", source)):
             require_utf8(option, values)
         settings = build_settings(data_dir=data_dir, config_dir=config_dir)
+        aliases = load_aliases(settings.config_dir)
+        since_at, until_at = parse_since(since), parse_since(until)
         req = SearchRequest(query=query or None, topics=tuple(topic), languages=tuple(language),
-                            sources=tuple(source), since=parse_since(since), until=parse_since(until),
-                            sort="oldest" if oldest else "newest", limit=limit,
-                            aliases=load_aliases(settings.config_dir))
+                            sources=tuple(source), since=since_at, until=until_at,
+                            sort=sort,  # type: ignore[arg-type]
+                            limit=limit, offset=offset, aliases=aliases,
+                            include_undated=include_undated or (since_at is None and until_at is None))
         with open_store(settings) as store:
             try:
+                parsed = parse_query(query, aliases) if query.strip() else None
                 result = store.search(req)
             except QuerySyntaxError as exc:
                 console.print(f"[red]query error:[/] {escape(str(exc))}", highlight=False)
                 raise typer.Exit(2) from exc
-    if json_out:
-        hits = [{"id": a.id, "title": a.title, "title_en": a.title_en, "source": a.source,
-                 "language": a.language, "published_at": to_iso(a.published_at), "topics": list(a.topics),
-                 "url": a.url} for a in result.hits]
-        typer.echo(json.dumps(hits, ensure_ascii=False))
+    # on a terminal the snippet is cut to the title column (the first matched word stays visible)
+    width = max(40, console.width - 46) if fmt == "table" else SNIPPET_WIDTH
+    rows = [hit_record(a, parsed, width) for a in result.hits]
+    if fmt == "json":
+        typer.echo(json.dumps(rows, ensure_ascii=False))
         return
-    table = Table(title=f"{result.total} hit(s)" + (f", showing {len(result.hits)}" if result.total > len(result.hits) else ""))
-    table.add_column("published (UTC)", no_wrap=True)
-    table.add_column("source")
-    table.add_column("lang")
-    table.add_column("title", overflow="fold")
-    table.add_column("topics")
-    for a in result.hits:
-        title = escape(a.title)
-        if a.title_en and a.title_en != a.title:
-            title += f"\n[dim]{escape(a.title_en)}[/]"
-        table.add_row(to_iso(a.published_at) or "", escape(a.source), a.language or "", title,
-                      ", ".join(a.topics))
-    console.print(table)
+    if fmt == "jsonl":
+        typer.echo(to_jsonl(rows), nl=False)
+        return
+    if fmt == "csv":
+        typer.echo(to_csv(rows, HIT_COLUMNS), nl=False)
+        return
+    if sort == "relevance" and parsed is None:
+        console.print("[yellow]note:[/] --sort relevance needs a query; newest first", highlight=False)
+    console.print(search_table(rows, result.total, offset))
+
+
+def search_table(rows: list[dict[str, Any]], total: int, offset: int) -> Table:
+    """The hits as a table that stays one or two lines a row at 80 columns: titles and snippets are cut
+    with an ellipsis, not wrapped; the id column is what `mediamon show` takes."""
+    from rich import box
+    from rich.text import Text
+
+    shown = f", showing {offset + 1}-{offset + len(rows)}" if rows and (offset or total > len(rows)) else ""
+    inferred = any(r["date_inferred"] for r in rows)
+    table = Table(title=f"{total} hit(s){shown}", caption="* date inferred: the feed gave none; time first seen"
+                  if inferred else None, expand=True, box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1))
+    table.add_column("id", no_wrap=True, max_width=8, overflow="ellipsis", style="cyan")
+    table.add_column("published", no_wrap=True, max_width=17, overflow="ellipsis")
+    table.add_column("title / snippet", no_wrap=True, overflow="ellipsis", ratio=1)
+    table.add_column("topics", no_wrap=True, max_width=12, overflow="ellipsis")
+    for r in rows:
+        pub = Text((r["published_at"] or "")[:16].replace("T", " ") + ("*" if r["date_inferred"] else ""),
+                   style="yellow" if r["date_inferred"] else "")
+        pub.append("\n" + (r["source"] or ""), style="dim")
+        cell = Text(r["title"] or "", style="bold")
+        if r["title_en"] and r["title_en"] != r["title"]:
+            cell.append("\n" + r["title_en"], style="")
+        if r["snippet"]:
+            snip = Text(r["snippet"], style="dim")
+            for s_, e_ in r["snippet_marks"]:
+                snip.stylize("bold reverse", s_, e_)
+            cell.append("\n")
+            cell.append_text(snip)
+        table.add_row(r["id"][:8], pub, cell, "\n".join(r["topics"]))
+    return table
 
 
 def stats(
     since: Optional[str] = typer.Option(None, "--since", help="ISO date or duration: 7d, 24h."),
+    include_undated: bool = typer.Option(False, "--include-undated", help="Count items whose feed gave no "
+                                         "date (date inferred: the time first seen) in the --since window."),
     json_out: bool = typer.Option(False, "--json", help="Print counts as JSON."),
     data_dir: Optional[Path] = DataDirOpt,
 ) -> None:
-    """Counts of stored items by source, language, topic and day.
+    """Counts of stored items by source, language, topic and day.  A --since window leaves out
+    items whose feed gave no date (their date is the time first seen) unless --include-undated.
 
     Example: mediamon stats --since 7d
     """
     with cli_errors():
         settings = build_settings(data_dir=data_dir)
         with open_store(settings) as store:
-            st = store.stats(SearchRequest(since=parse_since(since)))
+            since_at = parse_since(since)
+            keep = include_undated or since_at is None
+            st = store.stats(SearchRequest(since=since_at, include_undated=keep))
+            # say how many undated items the window left out (never silently)
+            left_out = 0 if keep else store.search(SearchRequest(since=since_at, limit=1)).total - st.total
     if json_out:
-        typer.echo(json.dumps(st.to_dict(), ensure_ascii=False))
+        typer.echo(json.dumps({**st.to_dict(), "undated_left_out": left_out}, ensure_ascii=False))
         return
     console.print(f"[bold]{st.total}[/] items")
+    if left_out:
+        console.print(f"[yellow]{left_out} item(s) whose feed gave no date left out of the window[/] "
+                      "(their date is the time first seen; --include-undated counts them)", highlight=False)
     for title, counts in (("source", st.by_source), ("language", st.by_language), ("topic", st.by_topic),
                           ("day", st.by_day)):
         t = Table(title=f"by {title}")
@@ -218,20 +282,26 @@ def feeds_check(
     Example: mediamon feeds check https://www.themoscowtimes.com/rss/news
     """
     from ..poll import check_feed
+    from ..undated import all_undated_warning
 
     with cli_errors():
         settings = build_settings()
         res = check_feed(url, settings, language=language)
+    warnings = list(res.warnings)
+    undated = all_undated_warning(res.articles)
+    if undated:
+        warnings.append(undated)
     if json_out:
         typer.echo(json.dumps({"url": redact_url(url), "status": res.fetch.status,
-                               "error": str(res.error) if res.error else None, "warnings": res.warnings,
+                               "error": str(res.error) if res.error else None, "warnings": warnings,
+                               "all_undated": undated is not None,
                                "items": [a.to_dict() for a in res.articles]}, ensure_ascii=False))
     else:
         console.print(f"[bold]{escape(redact_url(url))}[/]: HTTP {res.fetch.status}, "
                       f"{len(res.articles)} item(s), {res.fetch.elapsed:.2f}s")
         if res.fetch.permanent_url:
             console.print(f"moved permanently to {escape(res.fetch.permanent_url)}")
-        for w in res.warnings:
+        for w in warnings:
             console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
         if res.error:
             console.print(f"[red]error:[/] {escape(str(res.error))}", highlight=False)

@@ -15,7 +15,7 @@ from ..config import TopicConfig, load_topics
 from ..errors import ConfigError
 from ..evaluation import evaluate, item_article, labelled_items
 from ..models import Article, utcnow
-from ._common import config_dir_option, build_settings, cli_errors, console, read_jsonl
+from ._common import DataDirOpt, build_settings, cli_errors, config_dir_option, console, read_jsonl
 
 topics_app = typer.Typer(
     help="Inspect topic definitions (config/topics.yaml).\n\nExample: mediamon topics explain nuclear_weapons "
@@ -179,39 +179,73 @@ def _tree(node, parent: Tree) -> None:
 
 def topics_explain(
     topic: str = typer.Argument(..., help="Topic id from topics.yaml."),
-    text: str = typer.Option(..., "--text", help="Title (or any text) to test."),
+    article_id: Optional[str] = typer.Argument(None, help="A stored article's id (instead of --text)."),
+    text: Optional[str] = typer.Option(None, "--text", help="Title (or any text) to test."),
     summary: str = typer.Option("", "--summary", help="Summary text."),
     text_en: Optional[str] = typer.Option(None, "--text-en", help="English translation of --text."),
     language: Optional[str] = typer.Option(None, "--language", help="Language of the text (for languages:)."),
+    full: bool = typer.Option(False, "--all", help="Show the whole query tree, not only the clauses that "
+                              "decided the verdict."),
     config_dir: Optional[Path] = ConfigDirOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print the explanation tree as JSON."),
+    data_dir: Optional[Path] = DataDirOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print the explanation tree as JSON (`explanation`: "
+                                  "the whole tree; `deciding`: the clauses that decided)."),
 ) -> None:
-    """Show which clauses of a topic's query match a text, and the words that matched.
+    """Show which clauses of a topic's query match a text or a stored article, and the words that
+    matched.  By default only the clauses that decided the verdict are shown (--all: every clause).
 
     Example: mediamon topics explain missile_deployment --text 'Россия разместила «Орешник» в Белоруссии'
+
+    Example (a stored article, its id from `mediamon search --json`):
+    mediamon topics explain missile_deployment 3f1c0e5d2b7a9c41e8f06b2d5a7c9e1f30b4d6a8 --all
     """
+    from ..explain import deciding_clauses, deciding_tree
     from ..query import parse_query
 
+    if (article_id is None) == (text is None):
+        raise typer.BadParameter("give either an article id or --text (not both)", param_hint="ARTICLE_ID / --text")
     with cli_errors():
-        topics, _ = _load(config_dir)
+        topics, settings = _load(config_dir)
         by_id = {t.id: t for t in topics}
         if topic not in by_id:
             raise ConfigError(f"unknown topic {topic!r}; known: {', '.join(by_id)}")
         t = by_id[topic]
-        article = Article.from_dict({"id": "explain", "title": text, "summary": summary, "title_en": text_en,
-                                     "language": language}, missing_dates=utcnow())
+        if article_id is not None:
+            article = _stored_article(article_id, data_dir)
+            language = article.language
+        else:
+            article = Article.from_dict({"id": "explain", "title": text, "summary": summary, "title_en": text_en,
+                                         "language": language}, missing_dates=utcnow())
         explanation = parse_query(t.query, t.aliases).explain(article)
     applies = not t.languages or language is None or language in t.languages
     if json_out:
-        typer.echo(json.dumps({"topic": t.id, "matched": explanation.matched and applies, "applies": applies,
-                               "explanation": explanation.to_dict()}, ensure_ascii=False))
+        typer.echo(json.dumps({"topic": t.id, "article_id": article_id, "matched": explanation.matched and applies,
+                               "applies": applies, "explanation": explanation.to_dict(),
+                               "deciding": deciding_clauses(explanation)}, ensure_ascii=False))
         return
     verdict = "[green]MATCH[/]" if explanation.matched and applies else "[red]no match[/]"
+    if article_id:
+        console.print(f"article {escape(article_id)}: {escape(article.title)}", soft_wrap=True, highlight=False)
     root = Tree(f"{verdict} {escape(t.id)} ({escape(t.name)})")
     if not applies:
         root.add(f"[yellow]topic applies only to languages {', '.join(t.languages or ())}[/]")
-    _tree(explanation, root)
+    _tree(explanation if full else deciding_tree(explanation), root)
     console.print(root)
+    if not full:
+        console.print("[dim](only the clauses that decided; --all shows the whole query)[/]")
+
+
+def _stored_article(article_id: str, data_dir: Optional[Path]) -> Article:
+    """The stored article ``article_id``; a missing one is an error (exit 1) naming the id."""
+    from ..errors import MediamonError
+    from ..store import open_store
+
+    settings = build_settings(data_dir=data_dir)
+    with open_store(settings) as store:
+        found = store.get_articles([article_id])
+    if not found:
+        raise MediamonError(f"no stored article with id {article_id} (ids: `mediamon search --json`)")
+    return found[0]
 
 
 def register(app: typer.Typer) -> None:

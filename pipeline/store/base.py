@@ -104,6 +104,10 @@ class SearchRequest:
     cursor: str | None = None
     # alias groups the query's words expand to (config/aliases.yaml; pipeline.aliases); None: none
     aliases: Aliases | None = None
+    # False: leave out items whose feed gave no date (``date_inferred``); the CLI sets it for a
+    # --since/--until window without --include-undated.  Either way, in newest/oldest order the
+    # undated items come after the dated ones.
+    include_undated: bool = True
 
 
 @dataclass(frozen=True, slots=True)

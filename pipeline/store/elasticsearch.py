@@ -472,6 +472,17 @@ class ElasticsearchStore(Closing):
         found = self._lookup(list(dict.fromkeys(ids)))
         return self._articles(found[i] for i in ids if i in found)
 
+    def build_ids_with_prefix(self, prefix: str, limit: int = 2) -> dict[str, Any]:
+        return {"query": {"prefix": {"id": prefix}}, "size": limit, "sort": [{"id": "asc"}],
+                "source": False}
+
+    def ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        """Stored ids that start with ``prefix`` (``mediamon show`` takes the short id), at most ``limit``."""
+        if not prefix:
+            return []
+        resp = self._search("ids by prefix", **self.build_ids_with_prefix(prefix, limit))
+        return [h["_id"] for h in resp["hits"]["hits"]]
+
     def articles_pending_translation(self, limit: int = 1000) -> list[Article]:
         resp = self._search("pending translations",
                             query={"terms": {"translation.status": ["unavailable", "pending"]}},
@@ -495,6 +506,8 @@ class ElasticsearchStore(Closing):
             rng["lt"] = to_iso(req.until)
         if rng:
             f.append({"range": {"published_at": rng}})
+        if not req.include_undated:
+            f.append({"bool": {"must_not": [{"term": {"date_inferred": True}}]}})
         return f
 
     def build_query(self, req: SearchRequest) -> dict:
@@ -516,12 +529,15 @@ class ElasticsearchStore(Closing):
 
     def build_search(self, req: SearchRequest) -> dict:
         """Keyword arguments of ``client.search`` for a SearchRequest."""
+        # items with an inferred date (the feed gave none) after the dated ones, newest or oldest first
+        undated_last = {"date_inferred": {"order": "asc", "missing": "_first"}}
+        sort: list[dict[str, Any]]
         if req.sort == "oldest":
-            sort = [{"published_at": "asc"}, {"id": "asc"}]
+            sort = [undated_last, {"published_at": "asc"}, {"id": "asc"}]
         elif req.sort == "relevance" and req.query and req.query.strip():
             sort = [{"_score": "desc"}, {"published_at": "desc"}, {"id": "desc"}]
         else:
-            sort = [{"published_at": "desc"}, {"id": "desc"}]
+            sort = [undated_last, {"published_at": "desc"}, {"id": "desc"}]
         kw: dict[str, Any] = {"query": self.build_query(req), "sort": sort, "size": req.limit,
                               "track_total_hits": True}
         if req.cursor:

@@ -155,6 +155,13 @@ MIGRATIONS: list = [
     """
     CREATE INDEX articles_language_published ON articles(language, published_at, rowid);
     """,
+    # 6 -> 7: items whose feed gave no date (``date_inferred``: published_at is the time first seen)
+    # are sorted after the dated ones and left out of --since windows; a partial index finds them
+    """
+    ALTER TABLE articles ADD COLUMN date_inferred INTEGER NOT NULL DEFAULT 0;
+    UPDATE articles SET date_inferred = 1 WHERE json_extract(doc, '$.date_inferred') = 1;
+    CREATE INDEX articles_undated ON articles(published_at, rowid) WHERE date_inferred = 1;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -200,21 +207,26 @@ def _prepare_rows(articles: Sequence[Article]) -> list[_Row]:
         try:
             doc = json.dumps(a.to_dict(), ensure_ascii=False, sort_keys=True)
             params = (a.feed_id, a.source, a.language, a.canonical_url, to_iso(a.published_at),
-                      to_iso(a.fetched_at), a.content_hash, a.translation.status, doc)
+                      to_iso(a.fetched_at), a.content_hash, a.translation.status, doc, int(a.date_inferred))
             rows.append(_Row(pos, a.id, doc, params, _fts_values(a), tuple(a.topics)))
         except (ValueError, TypeError, AttributeError) as exc:
             rows.append(_Row(pos, str(getattr(a, "id", "?")), error=f"{exc.__class__.__name__}: {exc}"[:500]))
     return rows
 
 
-def _encode_cursor(published_at: str, rowid: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps([published_at, rowid]).encode()).decode()
+def _encode_cursor(published_at: str, rowid: int, undated: int = 0) -> str:
+    value = [published_at, rowid] + ([1] if undated else [])
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
 
 
-def _decode_cursor(cursor: str) -> tuple[str, int]:
+def _decode_cursor(cursor: str) -> tuple[str, int, int]:
+    """(published_at, rowid, 1 when the page ended among the undated items); a cursor of an older
+    version has no third value (dated)."""
     try:
-        p, r = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return str(p), int(r)
+        p, r, *rest = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if len(rest) > 1:
+            raise ValueError("too many values")
+        return str(p), int(r), int(bool(rest and rest[0]))
     except Exception as exc:  # noqa: BLE001 - any garbage cursor is a user error
         raise ValueError(f"invalid cursor: {cursor!r}") from exc
 
@@ -349,7 +361,8 @@ class SQLiteStore(Closing):
                            failed=failed)
 
     _INSERT_ARTICLE = ("INSERT INTO articles (feed_id, source, language, canonical_url, published_at, fetched_at,"
-                       " content_hash, translation_status, doc, id, rowid) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
+                       " content_hash, translation_status, doc, date_inferred, id, rowid)"
+                       " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
     _INSERT_FTS = f"INSERT INTO articles_fts (rowid, {', '.join(FTS_COLUMNS)}) VALUES ({_FTS_PLACEHOLDERS})"
     _INSERT_TOPIC = "INSERT OR IGNORE INTO article_topics (topic, article_rowid) VALUES (?,?)"
 
@@ -409,8 +422,8 @@ class SQLiteStore(Closing):
                 rowid = row[0]
                 db.execute(
                     "UPDATE articles SET feed_id=?, source=?, language=?, canonical_url=?,"
-                    " published_at=?, fetched_at=?, content_hash=?, translation_status=?, doc=?"
-                    " WHERE rowid=?", r.params + (rowid,))
+                    " published_at=?, fetched_at=?, content_hash=?, translation_status=?, doc=?,"
+                    " date_inferred=? WHERE rowid=?", r.params + (rowid,))
                 # contentless FTS5: the old terms are removed by giving the values they came from;
                 # a corrupt stored doc (logged, counted) cannot give them, so its terms stay behind
                 # under this rowid and the fresh copy replaces the document itself
@@ -448,6 +461,16 @@ class SQLiteStore(Closing):
                 out[a.id] = a
         return [out[i] for i in ids if i in out]
 
+    def ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        """Stored ids that start with ``prefix`` (``mediamon show`` takes the short id of the search
+        table), at most ``limit``; a range over the unique index on id."""
+        if not prefix:
+            return []
+        hi = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        rows = self._db.execute("SELECT id FROM articles WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+                                (prefix, hi, limit)).fetchall()
+        return [r[0] for r in rows]
+
     def articles_pending_translation(self, limit: int = 1000) -> list[Article]:
         rows = self._db.execute(
             "SELECT doc, id FROM articles WHERE translation_status IN ('unavailable', 'pending')"
@@ -477,6 +500,8 @@ class SQLiteStore(Closing):
         if req.until:
             clauses.append("a.published_at < ?")
             params.append(to_iso(req.until))
+        if not req.include_undated:
+            clauses.append("a.date_inferred = 0")
         return clauses, params
 
     def search(self, request: SearchRequest) -> SearchResult:
@@ -490,26 +515,52 @@ class SQLiteStore(Closing):
             if rank:
                 return SearchResult(total=total, hits=tuple(self._by_relevance(rank, where, params, request)))
         order = "a.published_at DESC, a.rowid DESC" if request.sort != "oldest" else "a.published_at ASC, a.rowid ASC"
-        page_clauses = list(clauses)
-        page_params = list(params)
-        if request.cursor:
-            p, r = _decode_cursor(request.cursor)
-            op = "<" if request.sort != "oldest" else ">"
-            page_clauses.append(f"(a.published_at, a.rowid) {op} (?, ?)")
-            page_params.extend([p, r])
-        pwhere = (" WHERE " + " AND ".join(page_clauses)) if page_clauses else ""
-        offset = 0 if request.cursor else request.offset
-        # two steps: sort only (published_at, rowid) of the hits, then read the page's documents
-        # (sorting the documents themselves moved every hit's JSON through the sorter)
-        rows = self._db.execute(
-            f"SELECT d.doc, d.published_at, d.rowid, d.id FROM articles d WHERE d.rowid IN ("
-            f"SELECT a.rowid FROM articles a{pwhere} ORDER BY {order} LIMIT ? OFFSET ?) "
-            f"ORDER BY {order.replace('a.', 'd.')}",
-            page_params + [request.limit, offset]).fetchall()
+        op = "<" if request.sort != "oldest" else ">"
+        # items with an inferred date (the feed gave none: published_at is when they were first seen)
+        # come after every dated item, in either order: two runs, dated then undated
+        undated = 0
+        # (the existence check reads one entry of the partial index: a store without undated items
+        # pays nothing more than before)
+        if total and request.include_undated and self._db.execute(
+                "SELECT 1 FROM articles WHERE date_inferred = 1 LIMIT 1").fetchone():
+            undated = self._db.execute(f"SELECT count(*) FROM articles a WHERE "
+                                       f"{' AND '.join(clauses + ['a.date_inferred = 1'])}", params).fetchone()[0]
+        dated = total - undated
+
+        def page(flag: int | None, after: tuple[str, int] | None, limit: int, offset: int) -> list:
+            cl, pa = list(clauses), list(params)
+            if flag is not None:
+                cl.append(f"a.date_inferred = {flag}")
+            if after is not None:
+                cl.append(f"(a.published_at, a.rowid) {op} (?, ?)")
+                pa.extend(after)
+            pwhere = (" WHERE " + " AND ".join(cl)) if cl else ""
+            # two steps: sort only (published_at, rowid) of the hits, then read the page's documents
+            # (sorting the documents themselves moved every hit's JSON through the sorter)
+            return self._db.execute(
+                f"SELECT d.doc, d.published_at, d.rowid, d.date_inferred, d.id FROM articles d WHERE d.rowid IN ("
+                f"SELECT a.rowid FROM articles a{pwhere} ORDER BY {order} LIMIT ? OFFSET ?) "
+                f"ORDER BY {order.replace('a.', 'd.')}", pa + [limit, offset]).fetchall()
+
+        limit = request.limit
+        if not undated:
+            after = _decode_cursor(request.cursor)[:2] if request.cursor else None
+            rows = page(None, after, limit, 0 if request.cursor else request.offset)
+        elif request.cursor:
+            p, r, in_undated = _decode_cursor(request.cursor)
+            rows = page(in_undated, (p, r), limit, 0)
+            if not in_undated and len(rows) < limit:
+                rows += page(1, None, limit - len(rows), 0)
+        elif request.offset < dated:
+            rows = page(0, None, limit, request.offset)
+            if len(rows) < limit:
+                rows += page(1, None, limit - len(rows), 0)
+        else:
+            rows = page(1, None, limit, request.offset - dated)
         hits = self._rows_to_articles(rows)
         next_cursor = None
         if rows and len(rows) == request.limit:
-            next_cursor = _encode_cursor(rows[-1][1], rows[-1][2])
+            next_cursor = _encode_cursor(rows[-1][1], rows[-1][2], rows[-1][3])
         return SearchResult(total=total, hits=tuple(hits), next_cursor=next_cursor)
 
     def _by_relevance(self, rank: str, where: str, params: list, request: SearchRequest) -> list[Article]:

@@ -9,9 +9,6 @@ Feed text is hostile: it reaches templates only as plain strings (autoescaped) o
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -23,9 +20,12 @@ from ..alerts.render import safe_link
 from ..aliases import load_aliases
 from ..analysis import has_cyrillic
 from ..config import load_alerts, load_feeds, load_topics
+from ..explain import article_rules, deciding_clauses  # noqa: F401 - deciding_clauses: older imports
 from ..highlight import clean, highlight, matched_terms, snippet
+from ..hits import to_csv as _to_csv
+from ..hits import to_jsonl  # noqa: F401 - the export route imports it from here
 from ..models import Article, to_iso
-from ..query import Explanation, Query, QuerySyntaxError, parse_query
+from ..query import Query, QuerySyntaxError, parse_query
 from ..settings import Settings
 from ..store.base import SearchRequest, Stats
 
@@ -179,51 +179,11 @@ EXPORT_COLUMNS = ("id", "published_at", "date_inferred", "source", "feed_id", "l
                   "url", "topics")
 
 
-def _csv_cell(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, list):
-        v = " ".join(v)
-    s = str(v)
-    # a spreadsheet would run a cell that starts like a formula: keep it text
-    return "'" + s if s[:1] in ("=", "+", "-", "@", "\t", "\r") else s
-
-
 def to_csv(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\r\n")
-    w.writerow(EXPORT_COLUMNS)
-    for r in rows:
-        w.writerow([_csv_cell(r[c]) for c in EXPORT_COLUMNS])
-    return buf.getvalue()
+    return _to_csv(rows, EXPORT_COLUMNS)
 
 
-def to_jsonl(rows: list[dict[str, Any]]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-
-
-# -- explanations (article page) -------------------------------------------------------------------
-
-def deciding_clauses(e: Explanation) -> list[dict[str, Any]]:
-    """The matched word clauses (and alias groups) under the matched branches of an explanation:
-    what decided the match.  NOT branches are left out (they decide by absence)."""
-    out: list[dict[str, Any]] = []
-
-    def walk(node: Explanation) -> None:
-        if not node.matched or node.kind == "not":
-            return
-        if node.kind in ("term", "phrase", "prefix", "near", "keyword", "alias", "all"):
-            if any(o["clause"] == node.clause for o in out):
-                return
-            out.append({"clause": node.clause, "kind": node.kind, "terms": node.terms, "where": node.where,
-                        "via": node.via, "matched_by": node.matched_by or
-                        next((c.matched_by for c in node.children if c.matched), "")})
-            return
-        for c in node.children:
-            walk(c)
-
-    walk(e)
-    return out
+# -- explanations (article page): pipeline/explain.py (shared with `mediamon show`)
 
 
 # -- the app's state: store, configuration -------------------------------------------------------
@@ -342,30 +302,8 @@ class Views:
             except QuerySyntaxError:
                 query = None
         search_terms = matched_terms(query, a)
-        rules: list[dict[str, Any]] = []
-        for t in self.topics:
-            e = parse_query(t.query, self.aliases).explain(a)
-            stored = next((m for m in a.topic_matches if m.topic == t.id), None)
-            lang_ok = not t.languages or (a.language in t.languages)
-            if e.matched or t.id in a.topics:
-                rules.append({"kind": "topic", "id": t.id, "name": t.name, "query": t.query,
-                              "matched_now": e.matched and lang_ok, "assigned": t.id in a.topics,
-                              "method": stored.method if stored else "", "score": stored.score if stored else None,
-                              "languages": t.languages, "clauses": deciding_clauses(e),
-                              "terms": parse_query(t.query, self.aliases).matched_terms(a) if e.matched else []})
-        sent_to: dict[str, bool] = {}
-        for r in self.alerts:
-            e = parse_query(r.query, self.aliases).explain(a)
-            if not e.matched:
-                continue
-            ok = (not r.topics or bool(set(r.topics) & set(a.topics))) and \
-                 (not r.languages or a.language in r.languages)
-            sent_to[r.id] = bool(self.store.alert_sent_ids(r.id, [a.id]))
-            rules.append({"kind": "alert", "id": r.id, "name": r.description or r.id, "query": r.query,
-                          "matched_now": ok, "assigned": ok, "method": r.mode, "score": None,
-                          "languages": r.languages, "topics": r.topics, "sent": sent_to[r.id],
-                          "clauses": deciding_clauses(e),
-                          "terms": parse_query(r.query, self.aliases).matched_terms(a)})
+        rules = article_rules(a, self.topics, self.alerts, self.aliases,
+                              sent=lambda rule_id, aid: bool(self.store.alert_sent_ids(rule_id, [aid])))
         terms = search_terms or [t for r in rules if r["matched_now"] for t in r["terms"]]
         pairs = []
         for label, orig, en in (("title", a.title, a.title_en), ("summary", a.summary, a.summary_en),
