@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from typing import Any
 
 _ROOT = "mediamon"
@@ -45,10 +46,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(d, ensure_ascii=False, default=str)
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record, not the stream current when
+    logging was configured (an embedding program, or a test runner, may swap and close it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it
+        pass
+
+
 def configure_logging(level: int = logging.WARNING, json_lines: bool = False) -> None:
     root = logging.getLogger(_ROOT)
     root.setLevel(level)
-    handler = logging.StreamHandler()
+    handler = _CurrentStderrHandler()
     handler.setFormatter(JsonFormatter() if json_lines else KeyValueFormatter())
     root.handlers[:] = [handler]
     root.propagate = False
