@@ -29,9 +29,15 @@ logger = get_logger(__name__)
 INTERRUPTED = "interrupted: delivery started, outcome unknown"
 # a queued match whose article is not (yet) stored waits this long before it is marked failed
 MISSING_ARTICLE_GRACE = timedelta(days=3)
+# claim -> send -> confirm: a pair claimed for a send less than this long ago belongs to that send
+# (another cycle leaves it alone); an older claim is a sender that died between claim and confirm,
+# and the pair is sent again (flagged as a possible duplicate).  Longer than one send can last:
+# smtp_retry_attempts (<= 10) tries of smtp_timeout-bounded steps plus backoff waits capped at 30 s.
+CLAIM_TIMEOUT = timedelta(minutes=10)
 
 COUNT_KEYS = ("alert_matches", "alert_queued", "alert_emails_sent", "alert_items_sent", "alert_emails_failed",
-              "alert_emails_deferred", "alert_throttled", "alert_possible_duplicates", "alert_errors")
+              "alert_emails_deferred", "alert_throttled", "alert_possible_duplicates", "alert_errors",
+    "alert_items_in_flight")
 
 
 @dataclass
@@ -45,6 +51,7 @@ class RuleOutcome:
     error: str | None = None
     possible_duplicate: bool = False
     location: str | None = None
+    in_flight: int = 0
 
 
 def _batch(pending: list[AlertEntry], store: AlertStore, settings: Settings, now: datetime,
@@ -75,12 +82,39 @@ def _batch(pending: list[AlertEntry], store: AlertStore, settings: Settings, now
     return chosen, len(rest)
 
 
+def _claim(stories: list[Story], rule_id: str, store: AlertStore, now: datetime) -> list[Story]:
+    """Claim the batch's pairs (claim -> send -> confirm); keep only what this call claimed.  A pair
+    another cycle claimed between our read and our claim is left to it, so no two cycles ever send
+    one pair at the same time."""
+    ids = [i for s in stories for i in s.ids]
+    claimed = store.alert_claim(rule_id, ids, at=now, stale_before=now - CLAIM_TIMEOUT, marker=INTERRUPTED)
+    if len(claimed) == len(set(ids)):
+        return stories
+    log(logger, 20, "alert_claim_lost", rule_id=rule_id, items=len(set(ids)) - len(claimed),
+        detail="another cycle claimed these first; left to it")
+    kept = []
+    for s in stories:
+        arts = [a for a in s.articles if a.id in claimed]
+        if arts:
+            kept.append(Story(arts, s.terms))
+    return kept
+
+
 def deliver_rule(rule: AlertConfig, *, settings: Settings, store: AlertStore, mailer: "Mailer | None", now: datetime,
                  digest: bool = False, dry_run: bool = False) -> RuleOutcome:
     """Mail all pending pairs of one rule as one email (respecting throttle and cap)."""
     pending = store.alert_pending(rule.id)
+    # pairs another cycle claimed for its send and has not confirmed yet: theirs, not ours
+    fresh = now - CLAIM_TIMEOUT
+    in_flight = [e for e in pending if e.last_error == INTERRUPTED and e.last_attempt_at is not None
+                 and e.last_attempt_at > fresh]
+    if in_flight:
+        log(logger, 20, "alert_in_flight", rule_id=rule.id, items=len(in_flight),
+            detail="claimed by a send that has not confirmed yet; left to it")
+        skip = {e.article_id for e in in_flight}
+        pending = [e for e in pending if e.article_id not in skip]
     if not pending:
-        return RuleOutcome(rule.id, "nothing")
+        return RuleOutcome(rule.id, "nothing", in_flight=len(in_flight))
     th = rule.throttle
     if th is not None and not dry_run:
         recent = store.alert_emails_since(rule.id, now - timedelta(seconds=th.per_seconds))
@@ -88,8 +122,10 @@ def deliver_rule(rule: AlertConfig, *, settings: Settings, store: AlertStore, ma
             log(logger, 20, "alert_throttled", rule_id=rule.id, pending=len(pending), emails_in_period=recent)
             return RuleOutcome(rule.id, "throttled", articles=len(pending))
     stories, more = _batch(pending, store, settings, now, rule.id, dry_run)
+    if stories and not dry_run:
+        stories = _claim(stories, rule.id, store, now)
     if not stories:
-        return RuleOutcome(rule.id, "nothing")
+        return RuleOutcome(rule.id, "nothing", in_flight=len(in_flight))
     ids = [i for s in stories for i in s.ids]
     n_articles = len(ids)
     try:
@@ -109,9 +145,9 @@ def deliver_rule(rule: AlertConfig, *, settings: Settings, store: AlertStore, ma
         log(logger, 30, "alert_possible_duplicate", rule_id=rule.id,
             detail="a previous delivery of some of these items was interrupted after it started; "
                    "the server may already have them")
-    # "delivery started" marker: if we die after the server accepts and before mark_sent commits,
-    # the next run knows this batch may be a duplicate (see the package docstring, pipeline.alerts)
-    store.alert_record_attempt(rule.id, ids, at=now, error=INTERRUPTED)
+    # the claim (written by _claim above) is also the "delivery started" marker: if we die after the
+    # server accepts and before mark_sent commits, the next run past CLAIM_TIMEOUT knows this batch
+    # may be a duplicate (see the package docstring, pipeline.alerts)
     try:
         result = mailer.send(message, list(rule.recipients))
     except TransientMailError as exc:
@@ -144,6 +180,7 @@ def _count(outcome: RuleOutcome, counts: Counter) -> None:
     elif outcome.status == "dry_run":
         counts["alert_emails_would_send"] += 1
         counts["alert_items_would_send"] += outcome.articles
+    counts["alert_items_in_flight"] += outcome.in_flight
     if outcome.possible_duplicate and outcome.status == "sent":
         counts["alert_possible_duplicates"] += 1
 
