@@ -31,6 +31,10 @@ Guarantees
   retried until ``mediamon alerts retry RULE`` puts it back.  Throttled items stay pending and
   roll into the next email.  At most ``alert_max_items_per_email`` stories go into one email;
   the email says how many more are queued, and they follow in the next one.
+* Flood fairness (``deliver.fair_selection``): one email holds at most
+  ``alert_max_items_per_source`` stories of one source (its newest), filled round-robin over the
+  sources; a source's older pending pairs are counted in the email ("and 812 more from X") and
+  marked ``summarised`` once it is sent: never pending again, so the backlog stays bounded.
 
 The remaining duplicate window
 ------------------------------

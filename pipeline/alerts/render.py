@@ -259,8 +259,9 @@ def _from_address(settings: Settings) -> tuple[str, str]:
 
 
 def build_message(rule: AlertConfig, stories: Sequence[Story], *, settings: Settings, now: datetime,
-                  more: int = 0, digest: bool = False) -> EmailMessage:
-    """The multipart (text + HTML) email for one rule and a batch of stories."""
+                  more: int = 0, digest: bool = False, summarised: Mapping[str, int] | None = None) -> EmailMessage:
+    """The multipart (text + HTML) email for one rule and a batch of stories.  ``summarised``:
+    source -> stories of that source past its per-email share, only counted ("and 812 more from X")."""
     n = len(stories)
     from_value, from_addr = _from_address(settings)
     domain = from_addr.rsplit("@", 1)[1] or "mediamon.localhost"
@@ -272,6 +273,9 @@ def build_message(rule: AlertConfig, stories: Sequence[Story], *, settings: Sett
         "sections": sections, "count": n, "articles": sum(len(s.articles) for s in stories), "more": more,
         "digest": digest, "generated_local": local_now, "generated_utc": utc_now,
         "cap": settings.alert_max_items_per_email, "from_addr": from_addr,
+        "summarised": [{"source": clean_text(src, 200), "count": n}
+                       for src, n in sorted((summarised or {}).items(), key=lambda kv: (-kv[1], kv[0]))],
+        "per_source": settings.alert_max_items_per_source,
     }
     env = _jinja_env()
     text = env.get_template("alert.txt").render(**ctx)

@@ -189,6 +189,11 @@ class AlertLog(Protocol):
         """Sent-log rows + queue removal + one email-log row, in one step.  Returns pairs newly logged."""
         ...
 
+    def alert_mark_summarised(self, rule_id: str, article_ids: Iterable[str], *, at: datetime, note: str) -> int:
+        """Pending pairs an email only counted (a source over its per-email share): status
+        ``summarised``, never pending again, not in the sent-log.  Returns how many."""
+        ...
+
     def alert_emails_since(self, rule_id: str, since: datetime) -> int:
         """Emails sent for the rule since ``since`` (the throttle)."""
         ...

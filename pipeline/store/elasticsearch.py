@@ -739,6 +739,21 @@ class ElasticsearchStore(Closing):
                                         "items": len(ids)}}], "alert email log", ok_statuses=(409,))
         return logged
 
+    def alert_mark_summarised(self, rule_id: str, article_ids: Iterable[str], *, at: datetime, note: str) -> int:
+        ids = list(dict.fromkeys(article_ids))
+        if not ids:
+            return 0
+        self._require_setup()
+        script = {"lang": "painless",
+                  "source": "if (ctx._source.status != 'pending') { ctx.op = 'noop'; } else {"
+                            " ctx._source.status = 'summarised'; ctx._source.last_error = params.note;"
+                            " ctx._source.last_attempt_at = params.at; }",
+                  "params": {"note": note, "at": to_iso(at)}}
+        items = self._simple_bulk([{"_op_type": "update", "_index": self.state_index("alerts-queue"),
+                                    "_id": pair_id(rule_id, a), "script": script} for a in ids],
+                                  "alert summarised", ok_statuses=(404,))
+        return sum(1 for i in items.values() if i.get("result") == "updated")
+
     def alert_emails_since(self, rule_id: str, since: datetime) -> int:
         resp = self._call("alert emails since", self.client.count, index=self.state_index("alerts-emails"),
                           query={"bool": {"filter": [{"term": {"rule_id": rule_id}},

@@ -674,6 +674,17 @@ class SQLiteStore(Closing):
 
         return self._write(do)
 
+    def alert_mark_summarised(self, rule_id: str, article_ids: Iterable[str], *, at: datetime, note: str) -> int:
+        rows = [(note, to_iso(at), rule_id, a) for a in dict.fromkeys(article_ids)]
+
+        def do() -> int:
+            before = self._db.total_changes
+            self._db.executemany("UPDATE alert_queue SET status = 'summarised', last_error = ?, last_attempt_at = ?"
+                                 " WHERE rule_id = ? AND article_id = ? AND status = 'pending'", rows)
+            return self._db.total_changes - before
+
+        return self._write(do) if rows else 0
+
     def alert_emails_since(self, rule_id: str, since: datetime) -> int:
         return self._db.execute("SELECT count(*) FROM alert_emails WHERE rule_id = ? AND sent_at > ?",
                                 (rule_id, to_iso(since))).fetchone()[0]

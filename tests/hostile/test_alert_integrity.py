@@ -380,3 +380,65 @@ def test_airflow_tasks_respect_the_lock(tmp_path):
         with pytest.raises(Locked):
             digest_task(settings=settings, now=NOW)
     assert plan_task("manual__1", settings=settings, now=NOW) == []  # free again: nothing due
+
+
+# --- item 4: a flood cannot starve a real story -----------------------------------------------------------
+
+def test_a_flood_feed_cannot_starve_the_real_story_and_its_backlog_stays_bounded(tmp_path, smtp_server):
+    settings = make_settings(tmp_path, smtp_host="127.0.0.1", smtp_port=smtp_server.port,
+                             smtp_from="mediamon@example.org", smtp_retry_wait=0.0)
+    assert (settings.alert_max_items_per_email, settings.alert_max_items_per_source) == (200, 25)
+    rule = AlertConfig(id="oreshnik", query="Орешник", recipients=("analyst@example.org",))
+    store = SQLiteStore(settings.store_path)
+    try:
+        def spam(cycle: int) -> list[Article]:
+            return [art(cycle * 1000 + i, f"Орешник: реклама {cycle}-{i}", feed="flood", source="Flood",
+                        minutes_ago=(i % 50) / 10) for i in range(1000)]
+
+        # the flood was queued first (oldest queued), the real story after it, and is older than the spam
+        flood = spam(1)
+        queue_matches(flood, store=store, rules=[rule], now=NOW)
+        real = art(7, "«Орешник» заступил на боевое дежурство", feed="belta", source="BelTA", minutes_ago=30)
+        queue_matches([real], store=store, rules=[rule], now=NOW + timedelta(minutes=1))
+        store.index([*flood, real])
+        counts = alert_stage(settings=settings, store=store, rules=[rule], now=NOW + timedelta(minutes=2))
+
+        [(_, _, msg)] = smtp_server.messages
+        text = msg.get_body(("plain",)).get_content().replace("\r\n", "\n")
+        html = msg.get_body(("html",)).get_content()
+        assert "«Орешник» заступил на боевое дежурство" in text  # the real story: in the very first email
+        assert counts["alert_items_sent"] == 26 and counts["alert_items_summarised"] == 975
+        assert "and 975 more from Flood (at most 25 stories of one source" in text
+        assert "<strong>and 975 more from Flood</strong>" in html
+        assert text.count("Source: Flood") == 25  # the flood's newest 25, not the whole email
+        assert store.alert_pending("oreshnik") == []  # the overflow is counted once, not retried forever
+        assert store.alert_summary()["oreshnik"]["summarised"] == 975
+
+        # next cycle: 1,000 more spam and another real story; the backlog never grows
+        flood2 = spam(2)
+        real2 = art(8, "Орешник: второе сообщение", feed="belta", source="BelTA", minutes_ago=20)
+        queue_matches([*flood2, real2], store=store, rules=[rule], now=NOW + timedelta(minutes=15))
+        store.index([*flood2, real2])
+        counts = alert_stage(settings=settings, store=store, rules=[rule], now=NOW + timedelta(minutes=16))
+        assert counts["alert_items_sent"] == 26 and counts["alert_items_summarised"] == 975
+        assert "Орешник: второе сообщение" in smtp_server.messages[1][2].get_body(("plain",)).get_content()
+        assert store.alert_pending("oreshnik") == []
+    finally:
+        store.close()
+
+
+def test_fair_selection_round_robin_over_sources_newest_first():
+    from pipeline.alerts.deliver import fair_selection, source_key
+    from pipeline.alerts.render import Story
+
+    stories = ([Story([art(i, f"a{i}", feed="a", source="A", minutes_ago=i)]) for i in range(10)]
+               + [Story([art(100 + i, f"b{i}", feed="b", source="B", minutes_ago=50 + i)]) for i in range(3)]
+               + [Story([art(200, "c", feed="c", source="C", minutes_ago=500)])])
+    chosen, rest, overflow = fair_selection(stories, cap=6, per_source=4)
+    # every source in the first round (C's one old story too), then newest first within each source
+    assert sorted(source_key(s) for s in chosen) == ["A", "A", "A", "B", "B", "C"]
+    assert [s.primary.id for s in chosen if source_key(s) == "A"] == ["a00000", "a00001", "a00002"]
+    assert {s.primary.id for s in rest} == {"a00003", "a00102"}  # fair, within the share: next email
+    assert {k: len(v) for k, v in overflow.items()} == {"A": 6}  # A's oldest 6: only counted
+    times = [s.published_at for s in chosen]
+    assert times == sorted(times, reverse=True)  # the email lists them newest first
