@@ -37,7 +37,7 @@ CLAIM_TIMEOUT = timedelta(minutes=10)
 
 COUNT_KEYS = ("alert_matches", "alert_queued", "alert_emails_sent", "alert_items_sent", "alert_emails_failed",
               "alert_emails_deferred", "alert_throttled", "alert_possible_duplicates", "alert_errors",
-    "alert_items_in_flight", "alert_items_summarised")
+    "alert_items_in_flight", "alert_items_summarised", "alert_recipients_refused")
 
 
 @dataclass
@@ -53,6 +53,7 @@ class RuleOutcome:
     location: str | None = None
     in_flight: int = 0
     summarised: int = 0
+    recipients_refused: int = 0
 
 
 @dataclass
@@ -198,6 +199,9 @@ def deliver_rule(rule: AlertConfig, *, settings: Settings, store: AlertStore, ma
         log(logger, 40, "alert_failed", rule_id=rule.id, items=n_articles, error=str(exc))
         return RuleOutcome(rule.id, "failed", len(stories), n_articles, more, message, str(exc), possible_dup)
     store.alert_mark_sent(rule.id, ids, message_id=result.message_id, sent_at=now)
+    if result.refused:  # one bad recipient never fails the others: the rest got it
+        log(logger, 30, "alert_recipients_refused", rule_id=rule.id, message_id=result.message_id,
+            refused=result.refused)
     summarised = 0
     if batch.overflow:  # counted in this email: never pending again (a bounded backlog)
         summarised = store.alert_mark_summarised(rule.id, batch.overflow_ids, at=now,
@@ -207,7 +211,8 @@ def deliver_rule(rule: AlertConfig, *, settings: Settings, store: AlertStore, ma
     log(logger, 20, "alert_sent", rule_id=rule.id, stories=len(stories), items=n_articles, more=more,
         message_id=result.message_id, via=mailer.describe(), refused=result.refused or None)
     return RuleOutcome(rule.id, "sent", len(stories), n_articles, more, message,
-                       possible_duplicate=possible_dup, location=result.location, summarised=summarised)
+                       possible_duplicate=possible_dup, location=result.location, summarised=summarised,
+                       recipients_refused=len(result.refused))
 
 
 def _count(outcome: RuleOutcome, counts: Counter) -> None:
@@ -227,6 +232,7 @@ def _count(outcome: RuleOutcome, counts: Counter) -> None:
         counts["alert_items_would_send"] += outcome.articles
     counts["alert_items_in_flight"] += outcome.in_flight
     counts["alert_items_summarised"] += outcome.summarised
+    counts["alert_recipients_refused"] += outcome.recipients_refused
     if outcome.possible_duplicate and outcome.status == "sent":
         counts["alert_possible_duplicates"] += 1
 

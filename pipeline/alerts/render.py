@@ -258,6 +258,17 @@ def _from_address(settings: Settings) -> tuple[str, str]:
     return value, addr
 
 
+def _display_address(address: str) -> str:
+    """The To header's form: ASCII with an IDNA domain when there is one (issue 16, item 7)."""
+    from ..recipients import parse_recipient
+
+    try:
+        r = parse_recipient(address)
+    except ValueError:
+        return address
+    return address if r.needs_smtputf8 else r.envelope
+
+
 def build_message(rule: AlertConfig, stories: Sequence[Story], *, settings: Settings, now: datetime,
                   more: int = 0, digest: bool = False, summarised: Mapping[str, int] | None = None) -> EmailMessage:
     """The multipart (text + HTML) email for one rule and a batch of stories.  ``summarised``:
@@ -288,7 +299,7 @@ def build_message(rule: AlertConfig, stories: Sequence[Story], *, settings: Sett
     try:
         msg["Subject"] = header_safe(subject, 250)
         msg["From"] = from_value
-        msg["To"] = ", ".join(header_safe(r, 254) for r in rule.recipients)
+        msg["To"] = ", ".join(header_safe(_display_address(r), 254) for r in rule.recipients)
         msg["Date"] = format_datetime(now.astimezone(timezone.utc))
         msg["Message-ID"] = make_msgid(domain=domain)  # no idstring: keeps the header on one line
         msg["List-Id"] = f"mediamon alert {rule.id} <{rule.id}.alerts.{domain}>"

@@ -442,3 +442,103 @@ def test_fair_selection_round_robin_over_sources_newest_first():
     assert {k: len(v) for k, v in overflow.items()} == {"A": 6}  # A's oldest 6: only counted
     times = [s.published_at for s in chosen]
     assert times == sorted(times, reverse=True)  # the email lists them newest first
+
+
+# --- item 7: recipients the config accepts are recipients delivery can use --------------------------------
+
+def test_recipients_are_parsed_for_real_and_a_nul_never_reaches_rcpt_to(tmp_path):
+    from pipeline.config import load_alerts
+    from pipeline.errors import ConfigError
+
+    cfg = tmp_path / "config"
+    cfg.mkdir()
+    good = ["analyst@пример.рф", "аналитик@example.org", "ops@mail.internal"]
+    (cfg / "alerts.yaml").write_text(yaml.safe_dump({"alerts": [{"id": "r", "query": "x", "recipients": good}]},
+                                                    allow_unicode=True), encoding="utf-8")
+    [rule] = load_alerts(cfg)
+    assert rule.recipients == tuple(good)
+    for bad, why in (("analyst@example.org\x00", "U+0000"), ("ana\x00lyst@example.org", "U+0000"),
+                     ("analyst@localhost", "special-use or reserved"), ("analyst@@example.org", "not a valid"),
+                     ("analyst@exa mple.org", "not a valid")):
+        (cfg / "alerts.yaml").write_text(yaml.safe_dump({"alerts": [{"id": "r", "query": "x", "recipients": [bad]}]},
+                                                        allow_unicode=True), encoding="utf-8")
+        with pytest.raises(ConfigError) as err:
+            load_alerts(cfg)
+        msg = str(err.value)
+        assert "alerts.yaml: entry 1 (id 'r'): field 'recipients'" in msg and why in msg, msg
+
+
+class NoUTF8SMTP(SMTPCatcher):
+    """The same sink, not offering SMTPUTF8 (aiosmtpd offers it by default)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from aiosmtpd.controller import Controller
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=False)
+
+
+@pytest.fixture
+def plain_smtp():
+    server = NoUTF8SMTP().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+MIXED = ("analyst@example.org", "analyst@пример.рф", "аналитик@example.org", "gone@example.org")
+
+
+def _deliver_to(tmp_path, server: SMTPCatcher) -> tuple[dict, SQLiteStore]:
+    settings = make_settings(tmp_path, smtp_host="127.0.0.1", smtp_port=server.port, smtp_from="mediamon@example.org",
+                             smtp_retry_wait=0.0, smtp_retry_attempts=1)
+    server.refuse_rcpt.add("gone@example.org")
+    rule = AlertConfig(id="oreshnik", query="Орешник", recipients=MIXED)
+    store = SQLiteStore(settings.store_path)
+    a = art(1, "Орешник в Беларуси")
+    queue_matches([a], store=store, rules=[rule], now=NOW)
+    store.index([a])
+    return alert_stage(settings=settings, store=store, rules=[rule], now=NOW), store
+
+
+def test_one_bad_recipient_never_fails_the_others(tmp_path, plain_smtp, caplog):
+    smtp_server = plain_smtp
+    counts, store = _deliver_to(tmp_path, smtp_server)  # a server without SMTPUTF8
+    try:
+        assert counts["alert_emails_sent"] == 1 and counts["alert_emails_failed"] == 0
+        assert counts["alert_recipients_refused"] == 2  # the non-ASCII local part, and the server's 550
+        [(_, rcpts, msg)] = smtp_server.messages
+        assert rcpts == ["analyst@example.org", "analyst@xn--e1afmkfd.xn--p1ai"]  # the IDNA domain on the wire
+        assert "analyst@xn--e1afmkfd.xn--p1ai" in msg["To"]
+        assert store.alert_sent_ids("oreshnik", ["a00001"]) == {"a00001"}
+        refused = next(r for r in caplog.records if r.getMessage() == "alert_recipients_refused")
+        reasons = refused.fields["refused"]  # type: ignore[attr-defined]
+        assert set(reasons) == {"аналитик@example.org", "gone@example.org"}
+        assert "SMTPUTF8" in reasons["аналитик@example.org"] and reasons["gone@example.org"].startswith("550")
+    finally:
+        store.close()
+
+
+def test_a_non_ascii_local_part_is_delivered_when_the_server_offers_smtputf8(tmp_path, smtp_server):
+    counts, store = _deliver_to(tmp_path, smtp_server)
+    store.close()
+    assert counts["alert_emails_sent"] == 1 and counts["alert_recipients_refused"] == 1  # only the 550
+    [(_, rcpts, _msg)] = smtp_server.messages
+    assert rcpts == ["analyst@example.org", "analyst@xn--e1afmkfd.xn--p1ai", "аналитик@example.org"]
+
+
+def test_when_no_recipient_is_usable_the_failure_names_each_address(tmp_path, plain_smtp):
+    smtp_server = plain_smtp
+    settings = make_settings(tmp_path, smtp_host="127.0.0.1", smtp_port=smtp_server.port,
+                             smtp_from="mediamon@example.org", smtp_retry_wait=0.0, smtp_retry_attempts=1)
+    from pipeline.mail import SMTPMailer
+    from pipeline.errors import PermanentMailError
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["Subject"] = "x"
+    msg.set_content("x")
+    with pytest.raises(PermanentMailError) as err:
+        SMTPMailer(settings).send(msg, ["аналитик@example.org", "a\x00@example.org"])
+    assert "аналитик@example.org" in str(err.value) and "SMTPUTF8" in str(err.value)
+    assert "U+0000" in str(err.value) and smtp_server.data_calls == 0
