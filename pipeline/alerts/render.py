@@ -147,6 +147,37 @@ def safe_link(url: str | None) -> str | None:
     return url
 
 
+def _scripts(label: str) -> set[str]:
+    return {unicodedata.name(c, "UNKNOWN").split(" ")[0] for c in label if c.isalpha()}
+
+
+def host_warning(url: str | None) -> str | None:
+    """A note for a link whose host is not the plain ASCII name it may look like (issue 16, item 8):
+    an internationalised host (``раураl.com`` with Cyrillic letters, ``пример.рф``), or an ``xn--``
+    host that displays as one, is shown with its punycode form, and mixed scripts inside one
+    label (the homoglyph trick) are named.  None for an ordinary ASCII host."""
+    if not url:
+        return None
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".")
+    except ValueError:
+        return None
+    if not host or (host.isascii() and "xn--" not in host):
+        return None
+    import idna
+
+    try:
+        ascii_host = idna.encode(host, uts46=True).decode("ascii")
+        shown = idna.decode(ascii_host)
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return f"link host {host!r} is not a valid internationalised name"
+    mixed = sorted({sc for label in shown.split(".") for sc in _scripts(label)}) if any(
+        len(_scripts(label)) > 1 for label in shown.split(".")) else []
+    what = (f"mixed {' and '.join(x.title() for x in mixed)} letters in one name" if mixed
+            else "an internationalised name, not an ASCII one")
+    return f"link host {shown} = {ascii_host}: {what}"
+
+
 def highlight(text: str, terms: Sequence[str]) -> Markup:
     """Escape ``text`` and wrap the words matching ``terms`` in ``<mark>``.
 
@@ -221,7 +252,8 @@ def story_view(story: Story, tz: ZoneInfo) -> dict[str, Any]:
         if key in seen:
             continue
         seen.add(key)
-        sources.append({"name": clean_text(art.source, 200) or art.feed_id, "link": safe_link(raw), "url": raw})
+        sources.append({"name": clean_text(art.source, 200) or art.feed_id, "link": safe_link(raw), "url": raw,
+                        "host_warning": host_warning(raw)})
     return {
         "title": title, "title_html": highlight(title, story.terms),
         "title_en": title_en, "title_en_html": highlight(title_en, story.terms) if title_en else Markup(""),

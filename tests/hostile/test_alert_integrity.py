@@ -542,3 +542,35 @@ def test_when_no_recipient_is_usable_the_failure_names_each_address(tmp_path, pl
         SMTPMailer(settings).send(msg, ["аналитик@example.org", "a\x00@example.org"])
     assert "аналитик@example.org" in str(err.value) and "SMTPUTF8" in str(err.value)
     assert "U+0000" in str(err.value) and smtp_server.data_calls == 0
+
+
+# --- item 8 (part): homoglyph and internationalised link hosts are marked in the email --------------------
+
+def test_homoglyph_and_idn_link_hosts_are_shown_with_their_punycode(tmp_path, smtp_server):
+    settings = make_settings(tmp_path, smtp_host="127.0.0.1", smtp_port=smtp_server.port,
+                             smtp_from="mediamon@example.org", smtp_retry_wait=0.0)
+    rule = AlertConfig(id="oreshnik", query="Орешник", recipients=("analyst@example.org",))
+    items = [art(1, "Орешник: вход в кабинет", feed="a", url="https://раураl.com/login"),  # Cyrillic р, а, у
+             art(2, "Орешник: сайт", feed="b", url="https://xn--pple-43d.com/news"),  # аpple.com, Cyrillic а
+             art(3, "Орешник: пример", feed="c", url="https://пример.рф/1"),
+             art(4, "Орешник: обычный", feed="d", url="https://paypal.com/news")]
+    store = SQLiteStore(settings.store_path)
+    try:
+        queue_matches(items, store=store, rules=[rule], now=NOW)
+        store.index(items)
+        alert_stage(settings=settings, store=store, rules=[rule], now=NOW)
+    finally:
+        store.close()
+    [(_, _, msg)] = smtp_server.messages
+    text = msg.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    html = msg.get_body(("html",)).get_content()
+    lines = {line.split("<", 1)[1].split(">", 1)[0]: line for line in text.splitlines() if "Source:" in line}
+    assert lines["https://раураl.com/login"].endswith(
+        "[link host раураl.com = xn--l-7sba6dbr.com: mixed Cyrillic and Latin letters in one name]")
+    assert "[link host аpple.com = xn--pple-43d.com: mixed Cyrillic and Latin letters in one name]" in \
+        lines["https://xn--pple-43d.com/news"]
+    assert "[link host пример.рф = xn--e1afmkfd.xn--p1ai: an internationalised name, not an ASCII one]" in \
+        lines["https://пример.рф/1"]
+    assert "[" not in lines["https://paypal.com/news"]  # an ordinary ASCII host: no note
+    assert html.count("xn--l-7sba6dbr.com: mixed Cyrillic and Latin letters") == 1
+    assert html.count("link host ") == 3
