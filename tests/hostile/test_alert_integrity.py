@@ -574,3 +574,33 @@ def test_homoglyph_and_idn_link_hosts_are_shown_with_their_punycode(tmp_path, sm
     assert "[" not in lines["https://paypal.com/news"]  # an ordinary ASCII host: no note
     assert html.count("xn--l-7sba6dbr.com: mixed Cyrillic and Latin letters") == 1
     assert html.count("link host ") == 3
+
+
+def test_a_long_cycle_claims_at_the_time_it_sends_not_when_it_started(tmp_path):
+    """A claim stamped with the cycle's start would look stale to another cycle after a 20-minute poll."""
+    from pipeline.cycle import run_cycle
+    from pipeline.mail import SendResult
+
+    settings = make_settings(tmp_path)
+    rule = AlertConfig(id="oreshnik", query="Орешник", recipients=("analyst@example.org",))
+    store = SQLiteStore(settings.store_path)
+    a = art(1, "Орешник в Беларуси")
+    queue_matches([a], store=store, rules=[rule], now=NOW)
+    store.index([a])
+    seen: list = []
+
+    class Peek:
+        def describe(self) -> str:
+            return "peek"
+
+        def send(self, message, recipients):
+            [entry] = store.alert_pending("oreshnik")
+            seen.append(entry.last_attempt_at)
+            return SendResult(message_id=str(message["Message-ID"]), accepted=tuple(recipients))
+
+    times = iter([NOW] + [NOW + timedelta(minutes=20)] * 10)  # the poll took 20 minutes
+    try:
+        run_cycle(settings, store=store, feeds=[], topics=[], alerts=[rule], clock=lambda: next(times), mailer=Peek())
+    finally:
+        store.close()
+    assert seen == [NOW + timedelta(minutes=20)]
