@@ -604,3 +604,39 @@ def test_a_long_cycle_claims_at_the_time_it_sends_not_when_it_started(tmp_path):
     finally:
         store.close()
     assert seen == [NOW + timedelta(minutes=20)]
+
+
+@pytest.mark.slow
+def test_flood_through_the_whole_path_every_real_story_in_its_own_cycle(tmp_path, feed_server, smtp_server):
+    """Loopback feeds → run_cycle → real SMTP, three cycles: a flood feed adds 1,000 new matching items
+    every cycle next to a real feed's one story.  Each real story is in its own cycle's email; no
+    (rule, item) is mailed twice; nothing is left pending to grow the next cycle."""
+    from pipeline.config import FeedConfig
+    from pipeline.cycle import run_cycle
+
+    settings = make_settings(tmp_path, smtp_host="127.0.0.1", smtp_port=smtp_server.port,
+                             smtp_from="mediamon@example.org", smtp_retry_wait=0.0)
+    rule = AlertConfig(id="oreshnik", query="Oreshnik", recipients=("analyst@example.org",))
+    flood_url = feed_server.add("/flood.xml", b"")
+    real_url = feed_server.add("/real.xml", b"")
+    feeds = [FeedConfig(id="flood", url=flood_url, source="Flood", language="en"),
+             FeedConfig(id="real", url=real_url, source="BelTA", language="en")]
+    store = SQLiteStore(settings.store_path)
+    try:
+        for k in range(3):
+            feed_server.bodies["/flood.xml"] = rss([{"title": f"Oreshnik deal {k}-{i} buy now",
+                                                     "link": f"https://spam.example/{k}/{i}"} for i in range(1000)])
+            feed_server.bodies["/real.xml"] = rss([{"title": f"Oreshnik deployed, report {k}",
+                                                    "link": f"https://belta.example/{k}"}])
+            report = run_cycle(settings, store=store, feeds=feeds, topics=[], alerts=[rule],
+                               now=datetime.now(timezone.utc) + timedelta(hours=k))
+            c = report.counters_dict()
+            assert c["alert_emails_sent"] == 1 and c["alert_items_sent"] == 26, c
+            assert c["alert_items_summarised"] == 975, c
+            text = smtp_server.messages[k][2].get_body(("plain",)).get_content()
+            assert f"Oreshnik deployed, report {k}" in text and "and 975 more from Flood" in text
+            assert store.alert_pending("oreshnik") == []
+    finally:
+        store.close()
+    mailed = pairs_mailed(smtp_server)
+    assert set(mailed.values()) == {1} and len(mailed) == 3 * 26
