@@ -640,3 +640,13 @@ def test_flood_through_the_whole_path_every_real_story_in_its_own_cycle(tmp_path
         store.close()
     mailed = pairs_mailed(smtp_server)
     assert set(mailed.values()) == {1} and len(mailed) == 3 * 26
+
+
+def test_an_unusable_lock_file_is_a_clear_store_error(tmp_path):
+    from pipeline.errors import StoreError
+
+    settings = make_settings(tmp_path)
+    lock_path(settings).mkdir(parents=True)  # something that cannot be opened as the lock file
+    with pytest.raises(StoreError, match="cannot open the store's lock file"):
+        with cycle_lock(settings):
+            pass
