@@ -650,3 +650,31 @@ def test_an_unusable_lock_file_is_a_clear_store_error(tmp_path):
     with pytest.raises(StoreError, match="cannot open the store's lock file"):
         with cycle_lock(settings):
             pass
+
+
+def test_es_summarised_marks_only_pending_pairs(httpserver):
+    pytest.importorskip("elasticsearch")
+    from werkzeug import Response
+
+    from ..test_es_bulk import ES_HEADERS
+
+    bulks: list[list[dict]] = []
+
+    def bulk(request):
+        lines = [json.loads(x) for x in request.get_data().decode().splitlines() if x.strip()]
+        bulks.append(lines)
+        res = {"r:a1": "updated", "r:a2": "noop"}  # a2 was no longer pending (sent or failed meanwhile)
+        items = [{"update": {"_index": "mediamon-alerts-queue", "_id": x["update"]["_id"], "status": 200,
+                             "result": res[x["update"]["_id"]]}} for x in lines[::2]]
+        return Response(json.dumps({"took": 1, "errors": False, "items": items}), headers=ES_HEADERS)
+
+    httpserver.expect_request("/_bulk").respond_with_handler(bulk)
+    httpserver.expect_request(
+        "/mediamon-articles,mediamon-feed-state,mediamon-translations,mediamon-alerts-queue,"
+        "mediamon-alerts-sent,mediamon-alerts-emails", method="HEAD").respond_with_response(
+        Response(status=200, headers=ES_HEADERS))
+    _, store = _es_store(httpserver)
+    assert store.alert_mark_summarised("r", ["a1", "a2"], at=NOW, note="summarised in <m@x>") == 1
+    script = bulks[0][1]["script"]
+    assert "ctx._source.status != 'pending'" in script["source"] and "'summarised'" in script["source"]
+    assert script["params"] == {"note": "summarised in <m@x>", "at": "2026-11-23T12:00:00Z"}
