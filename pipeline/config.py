@@ -121,9 +121,10 @@ class AlertConfig(_QueryEntry):
     def _recipients(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         if not v:
             raise ValueError("at least one recipient is required")
+        from .recipients import parse_recipient
+
         for r in v:
-            if any(c in r for c in "\r\n,;<>") or not re.fullmatch(r"[^@\s]+@[^@\s]+", r):
-                raise ValueError(f"not a plain email address: {r!r}")
+            parse_recipient(r)  # ValueError names the address and the reason (issue 16, item 7)
         return v
 
 

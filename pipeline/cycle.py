@@ -143,7 +143,9 @@ def run_cycle(settings: Settings, *, store: Store | None = None, feeds: Sequence
         report.new_ids = enriched_ids
 
         # deliver: every immediate rule's pending matches, this cycle's and any left over
-        c.update(alert_step(settings=settings, store=store, rules=alerts, now=now, mailer=mailer))
+        # at the clock's time now, not the cycle's start: a send's claim must not look older than it is
+        # (pipeline.alerts.deliver.CLAIM_TIMEOUT) after a long poll
+        c.update(alert_step(settings=settings, store=store, rules=alerts, now=clock(), mailer=mailer))
         if hook:
             hook("alerted")
 

@@ -17,6 +17,10 @@ Errors are classified once, here:
 
 A partial success (the server accepted some recipients and refused others) counts as delivered:
 the message went out; the refused addresses are returned in ``SendResult.refused`` and logged.
+Recipients are checked one by one before ``MAIL FROM`` (``pipeline.recipients``): the envelope
+gets the ASCII form (IDNA domain); an invalid address, or a non-ASCII local part when the server
+does not offer SMTPUTF8, is refused for that recipient alone (permanent, named in ``refused``),
+and the others still get the message.  Only when no recipient is left is the send a failure.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from .errors import PermanentMailError, TransientMailError
 from .logs import get_logger, log
+from .recipients import Recipient, parse_recipient
 from .settings import Settings
 
 logger = get_logger(__name__)
@@ -139,16 +144,32 @@ class SMTPMailer:
         return conn
 
     def _send_once(self, message: EmailMessage, recipients: Sequence[str]) -> SendResult:
+        usable, refused_txt = _envelope(recipients)
         try:
             conn = self._connect()
             try:
+                if not conn.has_extn("smtputf8"):
+                    for r in [r for r in usable if r.needs_smtputf8]:
+                        refused_txt[r.address] = ("permanent: the local part is not ASCII and the server does "
+                                                  "not offer SMTPUTF8")
+                    usable = [r for r in usable if not r.needs_smtputf8]
+                if not usable:
+                    raise PermanentMailError("no deliverable recipient: " + "; ".join(
+                        f"{a}: {why}" for a, why in refused_txt.items()))
+                by_envelope = {r.envelope: r.address for r in usable}
                 refused = conn.send_message(message, from_addr=self.settings.smtp_from,
-                                            to_addrs=list(recipients))
+                                            to_addrs=list(by_envelope))
             finally:
                 _quietly_close(conn)
+        except smtplib.SMTPRecipientsRefused as exc:  # every envelope recipient refused by the server
+            err = classify_smtp_error(exc)  # transient when the server only deferred them
+            if refused_txt:
+                err = type(err)(f"{err}; refused before sending: " + "; ".join(
+                    f"{a}: {why}" for a, why in refused_txt.items()))
+            raise err from exc
         except Exception as exc:  # noqa: BLE001 - classified, re-raised
             raise classify_smtp_error(exc) from exc
-        refused_txt = {a: _code_text(c, m) for a, (c, m) in (refused or {}).items()}
+        refused_txt.update({by_envelope.get(a, a): _code_text(c, m) for a, (c, m) in (refused or {}).items()})
         accepted = tuple(r for r in recipients if r not in refused_txt)
         return SendResult(message_id=_message_id(message), accepted=accepted, refused=refused_txt)
 
@@ -177,6 +198,18 @@ class SMTPMailer:
         return SendResult(result.message_id, result.accepted, result.refused, None, tries)
 
 
+def _envelope(recipients: Sequence[str]) -> tuple[list[Recipient], dict[str, str]]:
+    """(usable recipients, address -> why refused) before anything is sent."""
+    usable: list[Recipient] = []
+    refused: dict[str, str] = {}
+    for address in dict.fromkeys(recipients):
+        try:
+            usable.append(parse_recipient(address))
+        except ValueError as exc:
+            refused[address] = f"permanent: {exc}"
+    return usable, refused
+
+
 def _quietly_close(conn: smtplib.SMTP) -> None:
     try:
         conn.quit()
@@ -200,9 +233,12 @@ class OutboxMailer:
         if not recipients:
             raise PermanentMailError("no recipients")
         mid = _message_id(message)
+        usable, refused = _envelope(recipients)
+        if not usable:
+            raise PermanentMailError("no deliverable recipient: " + "; ".join(f"{a}: {w}" for a, w in refused.items()))
         # the envelope is not part of the message; keep it visible for whoever reads the file
         if "X-Mediamon-Envelope-To" not in message:
-            message["X-Mediamon-Envelope-To"] = ", ".join(recipients)
+            message["X-Mediamon-Envelope-To"] = ", ".join(r.envelope for r in usable)
         rule = str(message.get("X-Mediamon-Rule") or "mail")
         digest = hashlib.sha1(mid.encode()).hexdigest()[:12]
         date = message.get("Date")
@@ -216,7 +252,8 @@ class OutboxMailer:
             os.replace(tmp, self.directory / name)
         except OSError as exc:
             raise TransientMailError(f"cannot write {self.directory / name}: {exc}") from exc
-        return SendResult(message_id=mid, accepted=tuple(recipients), location=str(self.directory / name))
+        return SendResult(message_id=mid, accepted=tuple(r.address for r in usable), refused=refused,
+                          location=str(self.directory / name))
 
 
 def make_mailer(settings: Settings) -> Mailer:

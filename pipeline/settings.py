@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     smtp_retry_wait: float = Field(default=2.0, ge=0, description="first backoff between tries, s (doubles)")
     alert_max_items_per_email: int = Field(default=200, ge=1, description="items per email; the rest stay "
                                            "queued for the next email and are counted in this one")
+    # issue 16 item 4: one flooding feed cannot fill an email nor grow the backlog without bound
+    alert_max_items_per_source: int = Field(default=25, ge=1, description="stories of one source per email "
+                                            "(its newest); its older pending ones are summarised as a count")
 
     # translation decoding (pipeline/translate)
     translation_num_beams: int | None = Field(

@@ -21,6 +21,11 @@ the steps are scheduled as tasks and the batches wait in staging in between::
   (re)writes its outputs; a retried task does the same thing again.  Indexing is an
   upsert by deterministic id; alert matches are queued (before indexing, as in
   ``run_cycle``) and mailed through the store's sent-log (at most once per rule and article).
+* One cycle per store: ``plan``, ``index``, ``alert``, ``commit`` and ``digest`` hold the store's
+  cycle lock (``pipeline.lock``: the data-dir ``flock`` for SQLite, the lease document for
+  Elasticsearch) while they run, so they never overlap a ``mediamon run``; a task that finds it
+  held raises ``Locked`` and Airflow retries it.  The mapped ``poll`` tasks (which run in
+  parallel and only read the store) and ``enrich`` (translation cache only) do not take it.
 * Feed state advances only in ``commit_task``, which runs after ``index`` (and
   ``alert``) succeeded and refuses to run without the index result.  A failed run
   leaves the cursors where they were, so the next run fetches and stores everything.
@@ -40,6 +45,7 @@ from .logs import get_logger, log
 from .models import Article, Clock, FeedState, from_iso, to_iso, utcnow
 from .settings import Settings
 from .staging import Staging, StagingMissing, key_for_run, prune_stale, staging_root
+from .lock import cycle_lock, owner_id
 from .store import open_store
 
 if TYPE_CHECKING:
@@ -162,7 +168,7 @@ def plan_task(run_id: str, *, force: bool = False, settings: Settings | None = N
     settings = _settings(settings)
     feeds, _, _ = _load_configs(settings, feeds=True, topics=True, alerts=True)
     now = now or clock()
-    with open_store(settings) as store:
+    with cycle_lock(settings, owner=owner_id("airflow-plan")), open_store(settings) as store:
         planned = plan(feeds, store, settings, now, force=force, scheduled=True)
 
     staging = Staging.for_run(settings, run_id)
@@ -285,7 +291,7 @@ def index_task(enriched: dict, *, settings: Settings | None = None, now: datetim
     _, _, rules = _load_configs(settings, alerts=True)
     articles = [Article.from_dict(r) for r in staging.read_jsonl(ENRICHED_FILE)]
     c: Counter = Counter()
-    with open_store(settings) as store:
+    with cycle_lock(settings, owner=owner_id("airflow-index")), open_store(settings) as store:
         result = queue_and_index(articles, store=store, alert_log=store, rules=rules or [], now=now or clock(),
                                  counters=c)
     staging.write_json(INDEX_FILE, {"created": list(result.created), "updated": list(result.updated),
@@ -312,7 +318,7 @@ def alert_task(indexed: dict, *, settings: Settings | None = None, now: datetime
     if not staging.has(INDEX_FILE):
         raise StagingMissing(f"no index result in {staging.path}: index did not finish")
     _, _, rules = _load_configs(settings, alerts=True)
-    with open_store(settings) as store:
+    with cycle_lock(settings, owner=owner_id("airflow-alert")), open_store(settings) as store:
         counts = alert(settings=settings, store=store, rules=rules or [], now=now or clock(), mailer=mailer)
     out = {"staging": staging.key, **_ints(counts)}
     log(logger, 20, "alert_done", **out)
@@ -352,7 +358,7 @@ def commit_task(alerted: dict, *, settings: Settings | None = None, now: datetim
                                     articles=[_id_only_article(aid, feed.id, fetch.fetched_at)
                                               for aid in rec["article_ids"]],
                                     error=_error_from_dict(rec["error"]), warnings=list(rec["warnings"])))
-    with open_store(settings) as store:
+    with cycle_lock(settings, owner=owner_id("airflow-commit")), open_store(settings) as store:
         updated = commit_feed_states(store, polls, states, settings, now or clock(), dict(new_by_feed), failed)
     staging.remove()
     out = {"staging": staging.key, "committed": len(updated), "new": sum(new_by_feed.values()),
@@ -370,7 +376,7 @@ def digest_task(*, settings: Settings | None = None, now: datetime | None = None
 
     settings = _settings(settings)
     _, _, rules = _load_configs(settings, alerts=True)
-    with open_store(settings) as store:
+    with cycle_lock(settings, owner=owner_id("airflow-digest")), open_store(settings) as store:
         counts = send_digest(settings=settings, store=store, rules=list(rules or []), now=now or clock(),
                              dry_run=dry_run, mailer=mailer)
     out = {"digest_rules": sum(1 for r in rules or [] if r.mode == "digest"), **_ints(counts)}

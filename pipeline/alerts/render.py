@@ -147,6 +147,37 @@ def safe_link(url: str | None) -> str | None:
     return url
 
 
+def _scripts(label: str) -> set[str]:
+    return {unicodedata.name(c, "UNKNOWN").split(" ")[0] for c in label if c.isalpha()}
+
+
+def host_warning(url: str | None) -> str | None:
+    """A note for a link whose host is not the plain ASCII name it may look like (issue 16, item 8):
+    an internationalised host (``раураl.com`` with Cyrillic letters, ``пример.рф``), or an ``xn--``
+    host that displays as one, is shown with its punycode form, and mixed scripts inside one
+    label (the homoglyph trick) are named.  None for an ordinary ASCII host."""
+    if not url:
+        return None
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".")
+    except ValueError:
+        return None
+    if not host or (host.isascii() and "xn--" not in host):
+        return None
+    import idna
+
+    try:
+        ascii_host = idna.encode(host, uts46=True).decode("ascii")
+        shown = idna.decode(ascii_host)
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return f"link host {host!r} is not a valid internationalised name"
+    mixed = sorted({sc for label in shown.split(".") for sc in _scripts(label)}) if any(
+        len(_scripts(label)) > 1 for label in shown.split(".")) else []
+    what = (f"mixed {' and '.join(x.title() for x in mixed)} letters in one name" if mixed
+            else "an internationalised name, not an ASCII one")
+    return f"link host {shown} = {ascii_host}: {what}"
+
+
 def highlight(text: str, terms: Sequence[str]) -> Markup:
     """Escape ``text`` and wrap the words matching ``terms`` in ``<mark>``.
 
@@ -221,7 +252,8 @@ def story_view(story: Story, tz: ZoneInfo) -> dict[str, Any]:
         if key in seen:
             continue
         seen.add(key)
-        sources.append({"name": clean_text(art.source, 200) or art.feed_id, "link": safe_link(raw), "url": raw})
+        sources.append({"name": clean_text(art.source, 200) or art.feed_id, "link": safe_link(raw), "url": raw,
+                        "host_warning": host_warning(raw)})
     return {
         "title": title, "title_html": highlight(title, story.terms),
         "title_en": title_en, "title_en_html": highlight(title_en, story.terms) if title_en else Markup(""),
@@ -258,9 +290,21 @@ def _from_address(settings: Settings) -> tuple[str, str]:
     return value, addr
 
 
+def _display_address(address: str) -> str:
+    """The To header's form: ASCII with an IDNA domain when there is one (issue 16, item 7)."""
+    from ..recipients import parse_recipient
+
+    try:
+        r = parse_recipient(address)
+    except ValueError:
+        return address
+    return address if r.needs_smtputf8 else r.envelope
+
+
 def build_message(rule: AlertConfig, stories: Sequence[Story], *, settings: Settings, now: datetime,
-                  more: int = 0, digest: bool = False) -> EmailMessage:
-    """The multipart (text + HTML) email for one rule and a batch of stories."""
+                  more: int = 0, digest: bool = False, summarised: Mapping[str, int] | None = None) -> EmailMessage:
+    """The multipart (text + HTML) email for one rule and a batch of stories.  ``summarised``:
+    source -> stories of that source past its per-email share, only counted ("and 812 more from X")."""
     n = len(stories)
     from_value, from_addr = _from_address(settings)
     domain = from_addr.rsplit("@", 1)[1] or "mediamon.localhost"
@@ -272,6 +316,9 @@ def build_message(rule: AlertConfig, stories: Sequence[Story], *, settings: Sett
         "sections": sections, "count": n, "articles": sum(len(s.articles) for s in stories), "more": more,
         "digest": digest, "generated_local": local_now, "generated_utc": utc_now,
         "cap": settings.alert_max_items_per_email, "from_addr": from_addr,
+        "summarised": [{"source": clean_text(src, 200), "count": n}
+                       for src, n in sorted((summarised or {}).items(), key=lambda kv: (-kv[1], kv[0]))],
+        "per_source": settings.alert_max_items_per_source,
     }
     env = _jinja_env()
     text = env.get_template("alert.txt").render(**ctx)
@@ -284,7 +331,7 @@ def build_message(rule: AlertConfig, stories: Sequence[Story], *, settings: Sett
     try:
         msg["Subject"] = header_safe(subject, 250)
         msg["From"] = from_value
-        msg["To"] = ", ".join(header_safe(r, 254) for r in rule.recipients)
+        msg["To"] = ", ".join(header_safe(_display_address(r), 254) for r in rule.recipients)
         msg["Date"] = format_datetime(now.astimezone(timezone.utc))
         msg["Message-ID"] = make_msgid(domain=domain)  # no idstring: keeps the header on one line
         msg["List-Id"] = f"mediamon alert {rule.id} <{rule.id}.alerts.{domain}>"

@@ -12,7 +12,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from .. import exitcodes
 from ..errors import ConfigError, MediamonError
+from ..lock import Locked
 from ..settings import Settings
 
 console = Console()
@@ -80,6 +82,9 @@ def cli_errors() -> Iterator[None]:
     except ConfigError as exc:
         err_console.print(f"[bold red]configuration error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from exc
+    except Locked as exc:  # another cycle holds the store's lock (pipeline/lock.py)
+        err_console.print(f"[bold yellow]locked:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(exitcodes.LOCKED) from exc
     except MediamonError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from exc

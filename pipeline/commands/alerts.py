@@ -56,7 +56,7 @@ def list_rules(
                      "topics": list(r.topics or ()), "languages": list(r.languages or ()),
                      "throttle": r.throttle.model_dump() if r.throttle else None,
                      "pending": s.get("pending", 0), "failed": s.get("failed", 0), "sent": s.get("sent", 0),
-                     "emails": s.get("emails", 0)})
+                     "emails": s.get("emails", 0), "summarised": s.get("summarised", 0)})
     if json_out:
         typer.echo(json.dumps(rows, ensure_ascii=False))
         return

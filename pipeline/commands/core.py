@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any, Optional
@@ -33,15 +34,18 @@ def run(
     """Run one monitoring cycle: poll feeds, store new items, translate, classify, alert.
 
     Exits 0 when the cycle completed, even if some feeds failed (see the summary);
-    non-zero only when it could not run (invalid config, store unavailable).
+    non-zero only when it could not run (invalid config, store unavailable); 75 when another
+    cycle is running on the same store (its lock is held: try again later).
 
     Example: mediamon run --json
     """
     from ..cycle import run_cycle
+    from ..lock import cycle_lock
 
     setup_logging(verbose)
-    with cli_errors():
+    with cli_errors(), contextlib.ExitStack() as held:
         settings = build_settings(config_dir=config_dir, data_dir=data_dir)
+        held.enter_context(cycle_lock(settings))  # one cycle per store: a second run exits 75 (LOCKED)
         if json_out or not console.is_terminal:
             report = run_cycle(settings, force=force)
         else:

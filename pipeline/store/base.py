@@ -227,9 +227,22 @@ class AlertLog(Protocol):
         """Note a delivery attempt (``failed``: permanent, the pairs stop being pending)."""
         ...
 
+    def alert_claim(self, rule_id: str, article_ids: Iterable[str], *, at: datetime, stale_before: datetime,
+                    marker: str) -> set[str]:
+        """Claim pairs for one send, atomically per pair: a pair is claimed (its ``last_error``
+        set to ``marker``, ``last_attempt_at`` to ``at``, one attempt counted) only when it is
+        pending, not in the sent-log, and not claimed already after ``stale_before``.  Returns the
+        pairs this call claimed; of two concurrent claimers exactly one gets each pair."""
+        ...
+
     def alert_mark_sent(self, rule_id: str, article_ids: Iterable[str], *, message_id: str,
                         sent_at: datetime) -> int:
         """Sent-log rows + queue removal + one email-log row, in one step.  Returns pairs newly logged."""
+        ...
+
+    def alert_mark_summarised(self, rule_id: str, article_ids: Iterable[str], *, at: datetime, note: str) -> int:
+        """Pending pairs an email only counted (a source over its per-email share): status
+        ``summarised``, never pending again, not in the sent-log.  Returns how many."""
         ...
 
     def alert_emails_since(self, rule_id: str, since: datetime) -> int:
@@ -305,6 +318,9 @@ class NullTranslationCache:
 #   per-rule email log (used by the throttle) in one step (one SQLite transaction; for
 #   Elasticsearch: sent-log first, then the rest, so a crash in between is harmless).
 # * Every write is idempotent: enqueuing a pair twice, or marking it sent twice, changes nothing.
+# * ``alert_claim`` is the exception on purpose: claim -> send -> confirm (``alert_mark_sent``).
+#   A claim younger than the claim timeout (``pipeline.alerts.deliver.CLAIM_TIMEOUT``) keeps every
+#   other cycle off the pair; an older one is taken as a crashed sender and claimed again.
 
 
 __all__ = ["AlertEntry", "AlertLog", "AlertStore", "ArticleStore", "Closing", "FeedStateStore", "IndexResult",

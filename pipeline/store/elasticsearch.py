@@ -10,6 +10,7 @@ Indices (``P`` = ``Settings.index_prefix``, default ``mediamon``)::
     P-alerts-queue       alert pairs waiting for delivery, _id = "rule_id:article_id"
     P-alerts-sent        the alert sent-log, written with op_type=create (409 = already sent)
     P-alerts-emails      one document per alert email (throttle log)
+    P-lease              the cycle lease, one document (_id = cycle): one cycle per store (pipeline/lock.py)
 
 ``mediamon setup`` (:meth:`ElasticsearchStore.setup`) creates all of them idempotently; the
 store itself never creates templates (the pipeline writer's role cannot) and refuses to write
@@ -63,7 +64,18 @@ STATE_INDEX_FILES: dict[str, str] = {
     "alerts-queue": "alerts-queue.index.json",
     "alerts-sent": "alerts-sent.index.json",
     "alerts-emails": "alerts-emails.index.json",
+    "lease": "lease.index.json",
 }
+# checked before every write; the lease index is checked by the lease calls themselves (a store set
+# up before it existed works until its first locked cycle, which asks for `mediamon setup`)
+REQUIRED_STATE_INDICES = tuple(s for s in STATE_INDEX_FILES if s != "lease")
+LEASE_ID = "cycle"
+# alert_claim's compare-and-set; ISO-8601 UTC strings of one format compare as times
+CLAIM_SCRIPT = ("if (ctx._source.status != 'pending' || (ctx._source.last_error == params.marker"
+                " && ctx._source.last_attempt_at != null && ctx._source.last_attempt_at.compareTo(params.stale_before) > 0))"
+                " { ctx.op = 'noop'; } else { ctx._source.last_error = params.marker;"
+                " ctx._source.last_attempt_at = params.at;"
+                " ctx._source.attempts = (ctx._source.attempts == null ? 0 : ctx._source.attempts) + 1; }")
 _REPO_ES_CONFIG = Path(__file__).resolve().parents[2] / "config" / "elasticsearch"
 _MAX_WINDOW = 10_000  # index.max_result_window default
 
@@ -202,6 +214,7 @@ class ElasticsearchStore(Closing):
         self.refresh = refresh
         self._checked = False
         self.corrupt = CorruptRows("elasticsearch")  # stored documents that could not be read back (skipped)
+        self._lease_seq: tuple[int, int] | None = None  # (_seq_no, _primary_term) of our lease write
 
     # -- construction ------------------------------------------------------------------------
     @staticmethod
@@ -276,7 +289,7 @@ class ElasticsearchStore(Closing):
         dynamically mapped indices.  One HEAD request per store instance."""
         if self._checked:
             return
-        names = [self.articles_alias] + [self.state_index(s) for s in STATE_INDEX_FILES]
+        names = [self.articles_alias] + [self.state_index(s) for s in REQUIRED_STATE_INDICES]
         ok = self._call("index check", self.client.indices.exists, index=names)
         if not ok:
             raise StoreError(f"Elasticsearch indices for prefix {self.prefix!r} are missing "
@@ -702,6 +715,29 @@ class ElasticsearchStore(Closing):
         client = self.client.options(retry_on_timeout=False) if count else None
         self._simple_bulk(actions, "alert record attempt", ok_statuses=(404,), client=client)  # 404: not queued
 
+    def alert_claim(self, rule_id: str, article_ids: Iterable[str], *, at: datetime, stale_before: datetime,
+                    marker: str) -> set[str]:
+        """One scripted update per pair; the script is the compare-and-set (Elasticsearch applies
+        updates of one document one at a time): a pair claimed since ``stale_before``, failed or
+        gone is a ``noop``, the rest are claimed (``updated``).  Pairs already in the sent-log are
+        left out first."""
+        ids = list(dict.fromkeys(article_ids))
+        if not ids:
+            return set()
+        self._require_setup()
+        sent = self._mget(self.state_index("alerts-sent"), [pair_id(rule_id, a) for a in ids], "alert sent-log lookup")
+        ids = [a for a in ids if pair_id(rule_id, a) not in sent]
+        script = {"lang": "painless", "source": CLAIM_SCRIPT,
+                  "params": {"marker": marker, "at": to_iso(at), "stale_before": to_iso(stale_before)}}
+        actions = [{"_op_type": "update", "_index": self.state_index("alerts-queue"), "_id": pair_id(rule_id, a),
+                    "script": script, "retry_on_conflict": 3} for a in ids]
+        # not resent on a timeout (see alert_record_attempt): a claim applied whose answer was lost
+        # would be a noop the second time and the pair would look claimed by someone else
+        items = self._simple_bulk(actions, "alert claim", ok_statuses=(404,),
+                                  client=self.client.options(retry_on_timeout=False))
+        by_pid = {pair_id(rule_id, a): a for a in ids}
+        return {by_pid[i] for i, info in items.items() if info.get("result") == "updated" and i in by_pid}
+
     def alert_mark_sent(self, rule_id: str, article_ids: Iterable[str], *, message_id: str,
                         sent_at: datetime) -> int:
         ids = list(dict.fromkeys(article_ids))
@@ -724,6 +760,21 @@ class ElasticsearchStore(Closing):
                             "_source": {"rule_id": rule_id, "message_id": message_id, "sent_at": ts,
                                         "items": len(ids)}}], "alert email log", ok_statuses=(409,))
         return logged
+
+    def alert_mark_summarised(self, rule_id: str, article_ids: Iterable[str], *, at: datetime, note: str) -> int:
+        ids = list(dict.fromkeys(article_ids))
+        if not ids:
+            return 0
+        self._require_setup()
+        script = {"lang": "painless",
+                  "source": "if (ctx._source.status != 'pending') { ctx.op = 'noop'; } else {"
+                            " ctx._source.status = 'summarised'; ctx._source.last_error = params.note;"
+                            " ctx._source.last_attempt_at = params.at; }",
+                  "params": {"note": note, "at": to_iso(at)}}
+        items = self._simple_bulk([{"_op_type": "update", "_index": self.state_index("alerts-queue"),
+                                    "_id": pair_id(rule_id, a), "script": script} for a in ids],
+                                  "alert summarised", ok_statuses=(404,))
+        return sum(1 for i in items.values() if i.get("result") == "updated")
 
     def alert_emails_since(self, rule_id: str, since: datetime) -> int:
         resp = self._call("alert emails since", self.client.count, index=self.state_index("alerts-emails"),
@@ -767,6 +818,100 @@ class ElasticsearchStore(Closing):
                                   "source": "ctx._source.status = 'pending'; ctx._source.last_error = null;"},
                           refresh=True, conflicts="proceed")
         return int(resp["updated"])
+
+
+    # -- the cycle lease (pipeline/lock.py) -------------------------------------------------------
+    def _lease_call(self, what: str, fn, **kwargs) -> Any:
+        """A lease request: 409 -> None (someone else wrote first); a missing index -> a clear StoreError."""
+        from elasticsearch import ConflictError, NotFoundError
+
+        try:
+            return self._call(what, _passthrough, fn, kwargs)
+        except StoreError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ConflictError):
+                return None
+            if isinstance(cause, NotFoundError) and "index_not_found" in str(cause):
+                raise StoreError(f"Elasticsearch index {self.state_index('lease')} is missing: run "
+                                 "`mediamon setup` (it holds the cycle lock)") from cause
+            raise
+
+    def _lease_doc(self, owner: str, now: datetime, ttl: Any, acquired_at: str | None = None) -> dict:
+        return {"owner": owner, "acquired_at": acquired_at or to_iso(now), "renewed_at": to_iso(now),
+                "expires_at": to_iso(now + ttl)}
+
+    def lease_acquire(self, owner: str, *, ttl: Any, now: datetime) -> None:
+        """Take the cycle lease: create it (``op_type=create``), or take it over when it is ours
+        or has expired (an ``index`` conditional on the ``_seq_no``/``_primary_term`` just read,
+        so of two cycles taking over the same expired lease exactly one wins).  Raises
+        ``pipeline.lock.Locked`` when a live lease belongs to someone else."""
+        from elasticsearch import NotFoundError
+
+        from ..lock import Locked
+
+        index = self.state_index("lease")
+        for _ in range(3):
+            created = self._lease_call("lease create", self.client.create, index=index, id=LEASE_ID,
+                                       document=self._lease_doc(owner, now, ttl), refresh=True)
+            if created is not None:
+                self._lease_seq = (created["_seq_no"], created["_primary_term"])
+                return
+            try:
+                cur = self.client.get(index=index, id=LEASE_ID)
+            except NotFoundError:
+                continue  # released between our create and get: create again
+            except Exception as exc:  # noqa: BLE001 - mapped like every other call
+                self._call("lease read", _raise, exc)
+            src = cur["_source"]
+            expires = from_iso(src.get("expires_at"))
+            if src.get("owner") != owner and expires is not None and expires > now:
+                raise Locked(f"another mediamon cycle holds the Elasticsearch lease {index}/{LEASE_ID} "
+                             f"({src.get('owner')}, until {src.get('expires_at')}); try again when it has "
+                             "finished", holder=str(src.get("owner")))
+            took = self._lease_call("lease take over", self.client.index, index=index, id=LEASE_ID,
+                                    document=self._lease_doc(owner, now, ttl), if_seq_no=cur["_seq_no"],
+                                    if_primary_term=cur["_primary_term"], refresh=True)
+            if took is not None:
+                if src.get("owner") != owner:
+                    log(logger, 30, "lease_taken_over", owner=owner, previous=src.get("owner"),
+                        expired_at=src.get("expires_at"))
+                self._lease_seq = (took["_seq_no"], took["_primary_term"])
+                return
+        raise Locked(f"another mediamon cycle is taking the Elasticsearch lease {index}/{LEASE_ID}; try again")
+
+    def lease_renew(self, owner: str, *, ttl: Any, now: datetime) -> bool:
+        seq = self._lease_seq
+        if seq is None:
+            return False
+        done = self._lease_call("lease renew", self.client.index, index=self.state_index("lease"), id=LEASE_ID,
+                                document=self._lease_doc(owner, now, ttl), if_seq_no=seq[0],
+                                if_primary_term=seq[1], refresh=True)
+        if done is None:  # someone else wrote it: expired and taken over
+            self._lease_seq = None
+            return False
+        self._lease_seq = (done["_seq_no"], done["_primary_term"])
+        return True
+
+    def lease_release(self, owner: str) -> None:
+        seq = self._lease_seq
+        if seq is None:
+            return
+        self._lease_seq = None
+        self._lease_call("lease release", self.client.delete, index=self.state_index("lease"), id=LEASE_ID,
+                         if_seq_no=seq[0], if_primary_term=seq[1], refresh=True, not_found_ok=True)
+
+
+def _passthrough(fn, kwargs: dict) -> Any:
+    kwargs = dict(kwargs)
+    not_found_ok = kwargs.pop("not_found_ok", False)
+    if not_found_ok:
+        from elasticsearch import NotFoundError
+
+        try:
+            return fn(**kwargs)
+        except NotFoundError:
+            return {}
+    return fn(**kwargs)
 
 
 def _raise(exc: BaseException):

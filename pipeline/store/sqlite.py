@@ -691,6 +691,25 @@ class SQLiteStore(Closing):
 
         self._write(do)
 
+    def alert_claim(self, rule_id: str, article_ids: Iterable[str], *, at: datetime, stale_before: datetime,
+                    marker: str) -> set[str]:
+        rows = [(marker, to_iso(at), rule_id, a, marker, to_iso(stale_before)) for a in dict.fromkeys(article_ids)]
+
+        def do() -> set[str]:
+            claimed: set[str] = set()
+            for row in rows:  # one write transaction: a concurrent claimer sees all of these or none
+                cur = self._db.execute(
+                    "UPDATE alert_queue SET last_error = ?1, last_attempt_at = ?2, attempts = attempts + 1"
+                    " WHERE rule_id = ?3 AND article_id = ?4 AND status = 'pending'"
+                    " AND NOT (coalesce(last_error, '') = ?5 AND last_attempt_at > ?6)"
+                    " AND NOT EXISTS (SELECT 1 FROM alert_sent s WHERE s.rule_id = ?3 AND s.article_id = ?4)",
+                    row)
+                if cur.rowcount:
+                    claimed.add(row[3])
+            return claimed
+
+        return self._write(do) if rows else set()
+
     def alert_mark_sent(self, rule_id: str, article_ids: Iterable[str], *, message_id: str,
                         sent_at: datetime) -> int:
         ids = list(dict.fromkeys(article_ids))
@@ -710,6 +729,17 @@ class SQLiteStore(Closing):
             return logged
 
         return self._write(do)
+
+    def alert_mark_summarised(self, rule_id: str, article_ids: Iterable[str], *, at: datetime, note: str) -> int:
+        rows = [(note, to_iso(at), rule_id, a) for a in dict.fromkeys(article_ids)]
+
+        def do() -> int:
+            before = self._db.total_changes
+            self._db.executemany("UPDATE alert_queue SET status = 'summarised', last_error = ?, last_attempt_at = ?"
+                                 " WHERE rule_id = ? AND article_id = ? AND status = 'pending'", rows)
+            return self._db.total_changes - before
+
+        return self._write(do) if rows else 0
 
     def alert_emails_since(self, rule_id: str, since: datetime) -> int:
         return self._db.execute("SELECT count(*) FROM alert_emails WHERE rule_id = ? AND sent_at > ?",
