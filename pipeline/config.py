@@ -127,8 +127,8 @@ class AlertConfig(_QueryEntry):
         return v
 
 
-def _validate_entries(path: Path, key: str, model: type[BaseModel]) -> list[Any]:
-    entries = _load_yaml_list(path, key)
+def _validate_entries(path: Path, key: str, model: type[BaseModel], *, allow_empty: bool = True) -> list[Any]:
+    entries = _load_yaml_list(path, key, allow_empty=allow_empty)
     out = []
     seen: dict[str, int] = {}
     for i, entry in enumerate(entries, start=1):
@@ -157,7 +157,7 @@ def _validate_entries(path: Path, key: str, model: type[BaseModel]) -> list[Any]
 
 def load_feeds(config_dir: Path) -> list[FeedConfig]:
     path = Path(config_dir) / "feeds.yaml"
-    feeds: list[FeedConfig] = _validate_entries(path, "feeds", FeedConfig)
+    feeds: list[FeedConfig] = _validate_entries(path, "feeds", FeedConfig, allow_empty=False)
     resolved = []
     for f in feeds:
         # local paths are relative to the config directory

@@ -13,8 +13,10 @@ from rich.table import Table
 
 from ..fetch import redact_url
 from ..models import to_iso
-from ..store import SearchRequest, open_store
-from ._common import DataDirOpt, build_settings, cli_errors, config_dir_option, console, parse_since, setup_logging
+from ..store import SearchRequest, open_existing_store
+from ._common import (DataDirOpt, build_settings, cli_errors, config_dir_option, console, err_console, parse_since,
+                      setup_logging)
+from ._filters import check_window, explain_empty
 
 feeds_app = typer.Typer(help="Inspect configured feeds.\n\nExample: mediamon feeds list", no_args_is_help=True)
 
@@ -101,12 +103,16 @@ def search(
                             sources=tuple(source), since=parse_since(since), until=parse_since(until),
                             sort="oldest" if oldest else "newest", limit=limit,
                             aliases=load_aliases(settings.config_dir))
-        with open_store(settings) as store:
+        check_window(req.since, req.until)
+        with open_existing_store(settings) as store:
             try:
                 result = store.search(req)
             except QuerySyntaxError as exc:
                 console.print(f"[red]query error:[/] {escape(str(exc))}", highlight=False)
                 raise typer.Exit(2) from exc
+            if result.total == 0:  # a filter that cannot match is named, with the valid values
+                for w in explain_empty(store, settings, req):
+                    err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
     if json_out:
         hits = [{"id": a.id, "title": a.title, "title_en": a.title_en, "source": a.source,
                  "language": a.language, "published_at": to_iso(a.published_at), "topics": list(a.topics),
@@ -139,7 +145,7 @@ def stats(
     """
     with cli_errors():
         settings = build_settings(data_dir=data_dir)
-        with open_store(settings) as store:
+        with open_existing_store(settings) as store:
             st = store.stats(SearchRequest(since=parse_since(since)))
     if json_out:
         typer.echo(json.dumps(st.to_dict(), ensure_ascii=False))
@@ -153,6 +159,20 @@ def stats(
         for k, v in list(counts.items())[:50]:
             t.add_row(escape(k), str(v))
         console.print(t)
+
+
+def _feed_states_if_stored(settings) -> dict:
+    """Feed health from the store, or none before the first run: ``feeds list`` is read-only and
+    lists the configured feeds even when no store exists yet (it never creates one)."""
+    from ..errors import StoreMissing
+
+    try:
+        store = open_existing_store(settings)
+    except StoreMissing as exc:
+        err_console.print(f"[yellow]note:[/] {escape(str(exc))}; no feed has been polled yet", highlight=False)
+        return {}
+    with store:
+        return store.get_feed_states()
 
 
 @feeds_app.command("list")
@@ -170,8 +190,7 @@ def feeds_list(
     with cli_errors():
         settings = build_settings(config_dir=config_dir, data_dir=data_dir)
         feeds = load_feeds(settings.config_dir)
-        with open_store(settings) as store:
-            states = store.get_feed_states()
+        states = _feed_states_if_stored(settings)
     rows: list[dict[str, Any]] = []
     for f in feeds:
         s = states.get(f.id)
