@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import typer
 from rich.markup import escape
@@ -16,12 +17,26 @@ from ..models import to_iso
 from ..store import SearchRequest, open_existing_store
 from ._common import (DataDirOpt, build_settings, cli_errors, config_dir_option, console, err_console, parse_since,
                       setup_logging)
+from ..exitcodes import ALL_FEEDS_FAILED, OK
 from ._filters import check_window, explain_empty
+from ._runsummary import deferred_message, print_run_summary, run_exit_code
 
 feeds_app = typer.Typer(help="Inspect configured feeds.\n\nExample: mediamon feeds list", no_args_is_help=True)
 
 ConfigDirOpt = config_dir_option()
 SearchConfigDirOpt = config_dir_option("aliases.yaml")
+
+
+@contextlib.contextmanager
+def _store_unreachable_exits(code: int) -> Iterator[None]:
+    """``run``: a store that cannot be reached (locked, disk full, cluster down) exits ``code``."""
+    from ..errors import StoreUnavailable
+
+    try:
+        yield
+    except StoreUnavailable as exc:
+        err_console.print(f"[bold red]store unreachable:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(code) from exc
 
 
 def run(
@@ -33,15 +48,16 @@ def run(
 ) -> None:
     """Run one monitoring cycle: poll feeds, store new items, translate, classify, alert.
 
-    Exits 0 when the cycle completed, even if some feeds failed (see the summary);
-    non-zero only when it could not run (invalid config, store unavailable).
+    Exit codes: 0 the cycle completed (some feeds may have failed: the summary lists them first);
+    3 every due feed failed, or the store is unreachable; 4 an alert email was deferred by the
+    SMTP server (kept for the next run); 2 invalid configuration; 1 any other error.
 
     Example: mediamon run --json
     """
     from ..cycle import run_cycle
 
     setup_logging(verbose)
-    with cli_errors():
+    with cli_errors(), _store_unreachable_exits(ALL_FEEDS_FAILED):
         settings = build_settings(config_dir=config_dir, data_dir=data_dir)
         if json_out or not console.is_terminal:
             report = run_cycle(settings, force=force)
@@ -57,21 +73,14 @@ def run(
     counters = report.counters_dict()
     if json_out:
         typer.echo(json.dumps(counters, sort_keys=False))
-        return
-    table = Table(title="mediamon run", show_header=True)
-    table.add_column("counter")
-    table.add_column("value", justify="right")
-    for k, v in counters.items():
-        table.add_row(k, str(v))
-    console.print(table)
-    failed = [f for f in report.feeds if f.status == "failed"]
-    if failed:
-        ft = Table(title=f"{len(failed)} feed(s) failed", show_header=True)
-        ft.add_column("feed")
-        ft.add_column("error", overflow="fold")
-        for f in failed:
-            ft.add_row(f.feed_id, escape(f.error or ""))
-        console.print(ft)
+        deferred = deferred_message(settings, counters)
+        if deferred:
+            err_console.print(f"mail deferred: {escape(deferred)}", highlight=False)
+    else:
+        print_run_summary(console, err_console, report, settings)
+    code = run_exit_code(counters)
+    if code != OK:
+        raise typer.Exit(code)
 
 
 def search(
