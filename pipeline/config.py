@@ -8,6 +8,7 @@ Every error names the file, the entry (by index and id) and the field::
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -102,8 +103,17 @@ class AlertConfig(_QueryEntry):
     throttle: ThrottleConfig | None = None
     description: str = ""
     timezone: str = Field(default="UTC", description="IANA zone for local times in emails, e.g. Europe/Minsk")
+    since: datetime | None = Field(default=None, description="only items published at or after this "
+                                   "(ISO date or date-time, UTC unless it says otherwise) are alerted")
 
     _v_id = field_validator("id")(classmethod(lambda cls, v: _check_id(v)))
+
+    @field_validator("since")
+    @classmethod
+    def _since(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            v = v.replace(tzinfo=timezone.utc)
+        return v.astimezone(timezone.utc) if v is not None else None
 
     @field_validator("timezone")
     @classmethod

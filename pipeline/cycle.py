@@ -31,8 +31,8 @@ from .models import Article, Clock, fixed_clock, utcnow
 from .poll import BackgroundPoll
 from .pollresult import FeedOutcome, PollResult
 from .settings import Settings
-from .steps import (COUNTER_KEYS, STAGES, Hook, commit_feed_states, deduplicate, enrich_with_retries, plan,
-                    queue_and_index, tally_polls)
+from .steps import (COUNTER_KEYS, STAGES, Hook, commit_feed_states, deduplicate, enrich_with_retries,
+                    first_run_floors, plan, queue_and_index, tally_polls)
 from .steps import alert as alert_step
 from .store import Store, open_store
 
@@ -101,6 +101,8 @@ def run_cycle(settings: Settings, *, store: Store | None = None, feeds: Sequence
         if hook:
             hook("planned")
 
+        # each rule's alert floor (first run, since:), fixed before the first batch is queued
+        floors = first_run_floors(settings=settings, alert_log=store, rules=alerts, now=now)
         polls: list[PollResult] = []
         new_ids: set[str] = set()
         new_by_feed: Counter = Counter()
@@ -115,7 +117,7 @@ def run_cycle(settings: Settings, *, store: Store | None = None, feeds: Sequence
             enriched = enrich_with_retries(new, settings=settings, cache=store, topics=topics, counters=c,
                                            retry_from=store if final else None, seen_ids=new_ids, hook=hook)
             result = queue_and_index(enriched, store=store, alert_log=store, rules=alerts, now=now, counters=c,
-                                     hook=hook)
+                                     hook=hook, floors=floors)
             report.dead_letters.update(result.failed)
             done = result.stored_ids
             enriched_ids.extend(a.id for a in enriched if a.id in done)

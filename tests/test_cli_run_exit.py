@@ -78,7 +78,7 @@ def test_store_unreachable_exits_3(tmp_path):
 def test_deferred_alert_email_exits_4_naming_the_smtp_host_and_port(tmp_path, smtp_server):
     env = _env(tmp_path, MEDIAMON_SMTP_HOST="127.0.0.1", MEDIAMON_SMTP_PORT=str(smtp_server.port),
                MEDIAMON_SMTP_RETRY_ATTEMPTS="1", MEDIAMON_SMTP_RETRY_WAIT="0",
-               MEDIAMON_ALERT_FIRST_RUN_LOOKBACK="3650d")
+               MEDIAMON_ALERT_FIRST_RUN_LOOKBACK=str(3650 * 86400))
     write_feeds_yaml(tmp_path / "config", [
         {"id": "ru", "url": str(FEED_FIXTURES / "ru_news.xml"), "source": "RU", "language": "ru"}])
     (tmp_path / "config" / "alerts.yaml").write_text(yaml.safe_dump(

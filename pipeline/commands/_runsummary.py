@@ -47,6 +47,16 @@ def deferred_message(settings: Settings, counters: dict[str, int]) -> str | None
             f"(exit {exitcodes.MAIL_DEFERRED})")
 
 
+def backlog_message(settings: Settings, counters: dict[str, int]) -> str | None:
+    """The matches stored but not mailed because they are older than a rule's floor."""
+    n = counters.get("alert_backlog_skipped", 0)
+    if not n:
+        return None
+    hours = settings.alert_first_run_lookback / 3600
+    return (f"{n} alert match(es) published before the rule's first run look-back ({hours:g} h, "
+            "MEDIAMON_ALERT_FIRST_RUN_LOOKBACK) or its since: were stored and are searchable, but not mailed")
+
+
 def print_run_summary(console: Console, err_console: Console, report: "CycleReport", settings: Settings) -> None:
     """Failures first (failed feeds, all feeds failed, deferred mail), then the non-zero counters."""
     counters = report.counters_dict()
@@ -64,6 +74,9 @@ def print_run_summary(console: Console, err_console: Console, report: "CycleRepo
     deferred = deferred_message(settings, counters)
     if deferred:
         err_console.print(f"[bold yellow]mail deferred:[/] {escape(deferred)}", highlight=False)
+    backlog = backlog_message(settings, counters)
+    if backlog:
+        console.print(f"[bold]not mailed:[/] {escape(backlog)}", highlight=False)
     shown = {k: v for k, v in counters.items() if v}
     table = Table(title="mediamon run", show_header=True,
                   caption="counters that are zero are not shown; --json prints all")
