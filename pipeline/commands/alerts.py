@@ -13,7 +13,7 @@ from rich.table import Table
 from ._common import config_dir_option, DataDirOpt, build_settings, cli_errors, console, setup_logging
 
 alerts_app = typer.Typer(
-    help="Email alert rules (config/alerts.yaml): list, test, send digests.\n\n"
+    help="Email alert rules (config/alerts.yaml): list, test, send digests, mute recipients.\n\n"
     "Example: mediamon alerts test oreshnik-belarus --since 30d",
     no_args_is_help=True,
 )
@@ -187,6 +187,95 @@ def retry(
         with open_store(settings) as store:
             n = store.alert_retry_failed(rule_id)
     console.print(f"{n} item(s) of rule {escape(rule_id)} queued again")
+
+
+def _rule_or_exit(rule: Optional[str], rules) -> None:
+    if rule is not None and rule not in {r.id for r in rules}:
+        known = ", ".join(r.id for r in rules) or "none"
+        console.print(f"[red]no alert rule {escape(rule)!r}[/] (rules: {escape(known)})", highlight=False)
+        raise typer.Exit(2)
+
+
+_EMAIL_RE = r"[^@\s,;<>]+@[^@\s,;<>]+"
+
+
+@alerts_app.command("mute")
+def mute_cmd(
+    email: str = typer.Argument(..., metavar="EMAIL", help="The address that asked to stop receiving alerts."),
+    rule: Optional[str] = typer.Option(None, "--rule", "-r", help="Only this rule (default: every rule)."),
+    config_dir: Optional[Path] = ConfigDirOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+) -> None:
+    """Stop mailing EMAIL (for one rule or all): what a reply "unsubscribe RULE" asks for.
+    Delivery leaves muted addresses out of every email (SMTP and outbox); the list is
+    DATA_DIR/mutes.json.
+
+    Example: mediamon alerts mute analyst@example.org --rule oreshnik-belarus
+    """
+    import re
+
+    from ..alerts.mutes import mute, mutes_path
+
+    with cli_errors():
+        if not re.fullmatch(_EMAIL_RE, email.strip()):
+            raise typer.BadParameter(f"not an email address: {email!r}", param_hint="EMAIL")
+        settings, rules = _load(config_dir, data_dir)
+        _rule_or_exit(rule, rules)
+        added = mute(settings, email, rule)
+    scope = f"rule {rule}" if rule else "every rule"
+    console.print(f"{escape(email)} {'muted' if added else 'was already muted'} for {escape(scope)} "
+                  f"({escape(str(mutes_path(settings)))})", highlight=False)
+
+
+@alerts_app.command("unmute")
+def unmute_cmd(
+    email: str = typer.Argument(..., metavar="EMAIL", help="The address to mail again."),
+    rule: Optional[str] = typer.Option(None, "--rule", "-r", help="Only this rule's mute (default: all of them)."),
+    config_dir: Optional[Path] = ConfigDirOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+) -> None:
+    """Mail EMAIL again (remove its mutes).  Exit 1 when it was not muted.
+
+    Example: mediamon alerts unmute analyst@example.org
+    """
+    from ..alerts.mutes import unmute
+
+    with cli_errors():
+        settings, _rules = _load(config_dir, data_dir)
+        n = unmute(settings, email, rule)
+    if not n:
+        console.print(f"{escape(email)} was not muted" + (f" for rule {escape(rule)}" if rule else ""), highlight=False)
+        raise typer.Exit(1)
+    console.print(f"{escape(email)} unmuted ({n} mute(s) removed)", highlight=False)
+
+
+@alerts_app.command("mutes")
+def mutes_cmd(
+    config_dir: Optional[Path] = ConfigDirOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print the mute list as a JSON array."),
+) -> None:
+    """List muted addresses (mediamon alerts mute).
+
+    Example: mediamon alerts mutes
+    """
+    from ..alerts.mutes import load_mutes
+
+    with cli_errors():
+        settings, _rules = _load(config_dir, data_dir)
+        mutes = load_mutes(settings)
+    if json_out:
+        typer.echo(json.dumps([m.to_dict() for m in mutes], ensure_ascii=False))
+        return
+    if not mutes:
+        console.print("no muted addresses")
+        return
+    table = Table(title=f"{len(mutes)} mute(s)")
+    for col in ("email", "rule", "since"):
+        table.add_column(col)
+    for m in mutes:
+        table.add_row(escape(m.email), escape(m.rule or "(every rule)"), m.at or "")
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
