@@ -148,8 +148,9 @@ def test_unavailable_model_is_logged_once_per_cycle_however_many_batches(tmp_pat
     clear_translator_cache()
     settings = make_settings(tmp_path, translation_backend="transformers",
                              translation_model=str(tmp_path / "no-such-model"), cycle_batch_items=1)
-    write_feeds_yaml(settings.config_dir, [
-        {"id": "ru", "url": str(FEED_FIXTURES / "ru_news.xml"), "source": "RU", "language": "ru"}])
+    write_feeds_yaml(settings.config_dir, [  # two feeds: two batches with items to translate
+        {"id": "ru", "url": str(FEED_FIXTURES / "ru_news.xml"), "source": "RU", "language": "ru"},
+        {"id": "ru2", "url": str(FEED_FIXTURES / "ru_cp1251.xml"), "source": "RU 2", "language": "ru"}])
     with caplog.at_level(logging.DEBUG, logger="mediamon"):
         report = run_cycle(settings)
     errors = [r for r in caplog.records if r.getMessage() == "translation_unavailable" and r.levelno >= logging.ERROR]
