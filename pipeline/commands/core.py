@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..fetch import redact_url
@@ -19,6 +19,7 @@ from ._common import (DataDirOpt, build_settings, cli_errors, config_dir_option,
                       setup_logging)
 from ..exitcodes import ALL_FEEDS_FAILED, OK
 from ._filters import check_window, explain_empty
+from ._progress import run_with_progress
 from ._runsummary import deferred_message, print_run_summary, run_exit_code
 
 feeds_app = typer.Typer(help="Inspect configured feeds.\n\nExample: mediamon feeds list", no_args_is_help=True)
@@ -59,17 +60,10 @@ def run(
     setup_logging(verbose)
     with cli_errors(), _store_unreachable_exits(ALL_FEEDS_FAILED):
         settings = build_settings(config_dir=config_dir, data_dir=data_dir)
-        if json_out or not console.is_terminal:
+        if json_out or not console.is_terminal:  # progress only on a terminal, never with --json
             report = run_cycle(settings, force=force)
         else:
-            with Progress(TextColumn("[bold]polling feeds"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                          transient=True) as progress:
-                task = progress.add_task("", total=None)
-                report = run_cycle(
-                    settings, force=force,
-                    on_planned=lambda n: progress.update(task, total=n),
-                    on_feed_done=lambda p: progress.update(task, advance=1, description=p.feed.id))
+            report = run_with_progress(console, functools.partial(run_cycle, settings, force=force))
     counters = report.counters_dict()
     if json_out:
         typer.echo(json.dumps(counters, sort_keys=False))
