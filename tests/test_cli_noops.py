@@ -162,3 +162,14 @@ def test_classify_reports_bad_lines_processes_the_rest_and_exits_non_zero(tmp_pa
     for n in (2, 3, 4):
         assert f"line {n}:" in _out(res)
     assert "3 bad line(s)" in _out(res)
+
+
+def test_alerts_list_and_test_are_read_only(tmp_path):
+    env = _env(tmp_path)
+    (tmp_path / "config" / "alerts.yaml").write_text(
+        "alerts:\n  - {id: oreshnik, query: Oreshnik, recipients: [a@example.org]}\n")
+    res = runner.invoke(app, ["alerts", "list", "--json"], env=env)
+    assert res.exit_code == OK and json.loads(res.output)[0]["pending"] == 0
+    res = runner.invoke(app, ["alerts", "test", "oreshnik"], env=env)
+    assert res.exit_code == ERROR and "no mediamon store" in _out(res)
+    assert not (tmp_path / "data").exists()

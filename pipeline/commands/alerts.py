@@ -43,12 +43,16 @@ def list_rules(
 
     Example: mediamon alerts list
     """
-    from ..store import open_store
+    from ..errors import StoreMissing
+    from ..store import open_existing_store
 
     with cli_errors():
         settings, rules = _load(config_dir, data_dir)
-        with open_store(settings) as store:
-            summary = store.alert_summary()
+        try:  # read-only: before the first run there is no store, and no queue to count
+            with open_existing_store(settings) as store:
+                summary = store.alert_summary()
+        except StoreMissing:
+            summary = {}
     rows = []
     for r in rules:
         s = summary.get(r.id, {})
@@ -93,7 +97,7 @@ def test(
     """
     from ..alerts import test_rule
     from ..models import to_iso
-    from ..store import open_store
+    from ..store import open_existing_store
     from ._common import parse_since
 
     with cli_errors():
@@ -104,7 +108,7 @@ def test(
             console.print(f"[red]no alert rule {escape(rule_id)!r}[/] (rules: {escape(known)})")
             raise typer.Exit(2)
         since_dt = None if (since or "").lower() == "all" else parse_since(since)
-        with open_store(settings) as store:
+        with open_existing_store(settings) as store:  # read-only: never creates a store
             hits, total = test_rule(rule, store, since=since_dt, limit=limit)
     if json_out:
         typer.echo(json.dumps([{"id": h.article.id, "title": h.article.title, "title_en": h.article.title_en,
