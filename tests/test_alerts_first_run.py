@@ -54,8 +54,9 @@ def _setup(tmp_path, rule: dict):
 
 
 def _mailed_titles(tmp_path) -> list[set[str]]:
+    """The titles in each outbox email, oldest email first."""
     out = []
-    for f in sorted((tmp_path / "data" / "outbox").glob("*.eml")):
+    for f in sorted((tmp_path / "data" / "outbox").glob("*.eml"), key=lambda p: p.stat().st_mtime_ns):
         msg = email.message_from_bytes(f.read_bytes(), policy=policy.default)
         text = msg.get_body(("plain",)).get_content()
         out.append({t for t in ("fresh", "backlog", "undated", "late", "later undated") if f"Oreshnik {t} " in text})
@@ -74,7 +75,7 @@ def test_first_run_mails_only_items_within_the_look_back_and_says_so(tmp_path):
     assert "2 alert match(es) published before the rule's first run look-back (24 h" in res.output
     assert _mailed_titles(tmp_path) == [{"fresh"}]
     # stored and searchable all the same
-    hits = json.loads(runner.invoke(app, ["search", "Oreshnik", "--json"], env=env).output)
+    hits = json.loads(runner.invoke(app, ["search", "Oreshnik", "--json"], env=env).stdout)
     assert len(hits) == 3
 
     # the rule has now alerted: a new item counts, however old its date, and an undated one by its fetch time

@@ -169,7 +169,7 @@ def test_alerts_list_and_test_are_read_only(tmp_path):
     (tmp_path / "config" / "alerts.yaml").write_text(
         "alerts:\n  - {id: oreshnik, query: Oreshnik, recipients: [a@example.org]}\n")
     res = runner.invoke(app, ["alerts", "list", "--json"], env=env)
-    assert res.exit_code == OK and json.loads(res.output)[0]["pending"] == 0
+    assert res.exit_code == OK and json.loads(res.stdout)[0]["pending"] == 0
     res = runner.invoke(app, ["alerts", "test", "oreshnik"], env=env)
     assert res.exit_code == ERROR and "no mediamon store" in _out(res)
     assert not (tmp_path / "data").exists()

@@ -57,4 +57,4 @@ def test_no_progress_when_not_a_terminal_or_with_json(tmp_path, monkeypatch):
     buf = io.StringIO()
     monkeypatch.setattr(core, "console", Console(file=buf, force_terminal=True, width=160))
     res = runner.invoke(app, ["run", "--json", "--force"], env=_env(tmp_path))
-    assert res.exit_code == 0 and buf.getvalue() == "" and res.output.lstrip().startswith("{")
+    assert res.exit_code == 0 and buf.getvalue() == "" and res.stdout.lstrip().startswith("{")

@@ -67,14 +67,14 @@ def test_feeds_check_names_a_feed_whose_text_cannot_be_repaired(tmp_path):
     assert str(path) in res.output
     assert "mojibake: the text of 1 item(s) is garbled and could not be fully repaired" in res.output
     res = runner.invoke(app, ["feeds", "check", str(path), "--json"])
-    assert any("garbled" in w for w in json.loads(res.output)["warnings"])
+    assert any("garbled" in w for w in json.loads(res.stdout)["warnings"])
 
 
 @pytest.mark.skipif(not YANDEX.exists(), reason="../shared/feeds not present")
 def test_yandex_sample_feed_is_repaired_to_readable_russian(tmp_path):
     res = runner.invoke(app, ["feeds", "check", str(YANDEX), "--json"])
     assert res.exit_code == 0, res.output
-    out = json.loads(res.output)
+    out = json.loads(res.stdout)
     titles = [i["title"] for i in out["items"]]
     assert len(titles) == 15
     assert "В Москве из-за сильных морозов объявлен «оранжевый» уровень опасности" in titles
@@ -92,5 +92,5 @@ def test_repaired_yandex_items_are_stored_and_found_by_russian_words(tmp_path):
     env = {"MEDIAMON_CONFIG_DIR": str(cfg), "MEDIAMON_DATA_DIR": str(tmp_path / "data"),
            "MEDIAMON_TRANSLATION_BACKEND": "none"}
     assert runner.invoke(app, ["run", "--json"], env=env).exit_code == 0
-    hits = json.loads(runner.invoke(app, ["search", "мороз", "--json"], env=env).output)
+    hits = json.loads(runner.invoke(app, ["search", "мороз", "--json"], env=env).stdout)
     assert len(hits) >= 2 and all("Ð" not in h["title"] for h in hits)
