@@ -128,7 +128,7 @@ def test_unknown_source_and_absent_language_warn_with_valid_values(tmp_path):
     assert res.exit_code == OK and "no stored item has language 'de'" in _out(res)
     # a search that finds something prints no warning
     res = runner.invoke(app, ["search", "", "-s", "RU Example", "--json"], env=env)
-    assert res.exit_code == OK and "warning" not in _out(res) and json.loads(_out(res))
+    assert res.exit_code == OK and "warning" not in _out(res) and json.loads(res.stdout)
 
 
 def test_since_after_until_is_an_empty_window_usage_error(tmp_path):
