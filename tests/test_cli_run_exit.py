@@ -95,3 +95,20 @@ def test_deferred_alert_email_exits_4_naming_the_smtp_host_and_port(tmp_path, sm
     res = runner.invoke(app, ["run", "--json"], env=env)
     assert res.exit_code == OK, res.output
     assert len(smtp_server.messages) == 1
+
+
+def test_deferred_digest_exits_4_naming_the_smtp_host_and_port(tmp_path, smtp_server):
+    env = _env(tmp_path, MEDIAMON_SMTP_HOST="127.0.0.1", MEDIAMON_SMTP_PORT=str(smtp_server.port),
+               MEDIAMON_SMTP_RETRY_ATTEMPTS="1", MEDIAMON_SMTP_RETRY_WAIT="0",
+               MEDIAMON_ALERT_FIRST_RUN_LOOKBACK=str(3650 * 86400))
+    write_feeds_yaml(tmp_path / "config", [
+        {"id": "ru", "url": str(FEED_FIXTURES / "ru_news.xml"), "source": "RU", "language": "ru"}])
+    (tmp_path / "config" / "alerts.yaml").write_text(yaml.safe_dump(
+        {"alerts": [{"id": "daily", "query": "Орешник", "recipients": ["analyst@example.org"], "mode": "digest"}]}))
+    assert runner.invoke(app, ["run"], env=env).exit_code == OK  # digests are queued, not sent, by run
+    smtp_server.data_replies = ["451 4.3.0 try again later"]
+    res = runner.invoke(app, ["alerts", "digest"], env=env)
+    assert res.exit_code == MAIL_DEFERRED, res.output
+    assert f"deferred by the SMTP server 127.0.0.1:{smtp_server.port}" in res.output
+    res = runner.invoke(app, ["alerts", "digest"], env=env)
+    assert res.exit_code == OK and len(smtp_server.messages) == 1

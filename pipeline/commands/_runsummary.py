@@ -43,8 +43,8 @@ def deferred_message(settings: Settings, counters: dict[str, int]) -> str | None
     n = counters.get("alert_emails_deferred", 0)
     if not n:
         return None
-    return (f"{n} alert email(s) deferred by the {mail_server(settings)}: kept and retried by the next run "
-            f"(exit {exitcodes.MAIL_DEFERRED})")
+    return (f"{n} alert email(s) deferred by the {mail_server(settings)}: kept and retried by the next "
+            f"run (exit {exitcodes.MAIL_DEFERRED})")
 
 
 def backlog_message(settings: Settings, counters: dict[str, int]) -> str | None:

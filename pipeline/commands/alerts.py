@@ -10,7 +10,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._common import config_dir_option, DataDirOpt, build_settings, cli_errors, console, setup_logging
+from ..exitcodes import MAIL_DEFERRED
+from ._common import DataDirOpt, build_settings, cli_errors, config_dir_option, console, err_console, setup_logging
+from ._runsummary import deferred_message
 
 alerts_app = typer.Typer(
     help="Email alert rules (config/alerts.yaml): list, test, send digests, mute recipients.\n\n"
@@ -141,7 +143,8 @@ def digest(
 ) -> None:
     """Send the digest emails: one per digest rule with everything queued since the last digest,
     grouped by topic, newest first.  Uses SMTP when MEDIAMON_SMTP_HOST is set, else writes .eml
-    files to DATA_DIR/outbox.  Exit code 1 when an email failed permanently.
+    files to DATA_DIR/outbox.  Exit code 1 when an email failed permanently, 4 when the SMTP
+    server deferred one (it stays queued for the next digest).
 
     Example: mediamon alerts digest --dry-run
     """
@@ -171,6 +174,10 @@ def digest(
             console.print(table)
     if counts.get("alert_emails_failed") or counts.get("alert_errors"):
         raise typer.Exit(1)
+    deferred = deferred_message(settings, counts)
+    if deferred:
+        err_console.print(f"[bold yellow]mail deferred:[/] {escape(deferred)}", highlight=False)
+        raise typer.Exit(MAIL_DEFERRED)
 
 
 @alerts_app.command("retry")

@@ -12,12 +12,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..exitcodes import ALL_FEEDS_FAILED, OK
 from ..fetch import redact_url
 from ..models import to_iso
 from ..store import SearchRequest, open_existing_store
 from ._common import (DataDirOpt, build_settings, cli_errors, config_dir_option, console, err_console, parse_since,
                       setup_logging)
-from ..exitcodes import ALL_FEEDS_FAILED, OK
 from ._filters import check_window, explain_empty
 from ._progress import run_with_progress
 from ._runsummary import deferred_message, print_run_summary, run_exit_code
