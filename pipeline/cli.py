@@ -54,6 +54,10 @@ def main() -> None:
         logging.getLogger("mediamon").debug("fatal", exc_info=True)
         typer.echo(f"mediamon: {exc}", err=True)
         sys.exit(1)
+    except OSError as exc:  # a file or directory problem no command anticipated: one line, not a traceback
+        logging.getLogger("mediamon").debug("fatal", exc_info=True)
+        typer.echo(f"mediamon: error: {exc}", err=True)
+        sys.exit(1)
 
 
 _register_all()

@@ -8,6 +8,7 @@ Every error names the file, the entry (by index and id) and the field::
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -102,8 +103,17 @@ class AlertConfig(_QueryEntry):
     throttle: ThrottleConfig | None = None
     description: str = ""
     timezone: str = Field(default="UTC", description="IANA zone for local times in emails, e.g. Europe/Minsk")
+    since: datetime | None = Field(default=None, description="only items published at or after this "
+                                   "(ISO date or date-time, UTC unless it says otherwise) are alerted")
 
     _v_id = field_validator("id")(classmethod(lambda cls, v: _check_id(v)))
+
+    @field_validator("since")
+    @classmethod
+    def _since(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            v = v.replace(tzinfo=timezone.utc)
+        return v.astimezone(timezone.utc) if v is not None else None
 
     @field_validator("timezone")
     @classmethod
@@ -128,8 +138,8 @@ class AlertConfig(_QueryEntry):
         return v
 
 
-def _validate_entries(path: Path, key: str, model: type[BaseModel]) -> list[Any]:
-    entries = _load_yaml_list(path, key)
+def _validate_entries(path: Path, key: str, model: type[BaseModel], *, allow_empty: bool = True) -> list[Any]:
+    entries = _load_yaml_list(path, key, allow_empty=allow_empty)
     out = []
     seen: dict[str, int] = {}
     for i, entry in enumerate(entries, start=1):
@@ -158,7 +168,7 @@ def _validate_entries(path: Path, key: str, model: type[BaseModel]) -> list[Any]
 
 def load_feeds(config_dir: Path) -> list[FeedConfig]:
     path = Path(config_dir) / "feeds.yaml"
-    feeds: list[FeedConfig] = _validate_entries(path, "feeds", FeedConfig)
+    feeds: list[FeedConfig] = _validate_entries(path, "feeds", FeedConfig, allow_empty=False)
     resolved = []
     for f in feeds:
         # local paths are relative to the config directory

@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from .analysis import forget as forget_analyses
 from .config import AlertConfig, FeedConfig, TopicConfig, load_alerts, load_feeds, load_topics
@@ -31,8 +31,8 @@ from .models import Article, Clock, fixed_clock, utcnow
 from .poll import BackgroundPoll
 from .pollresult import FeedOutcome, PollResult
 from .settings import Settings
-from .steps import (COUNTER_KEYS, STAGES, Hook, commit_feed_states, deduplicate, enrich_with_retries, plan,
-                    queue_and_index, tally_polls)
+from .steps import (COUNTER_KEYS, STAGES, Hook, commit_feed_states, deduplicate, enrich_with_retries,
+                    first_run_floors, plan, queue_and_index, tally_polls)
 from .steps import alert as alert_step
 from .store import Store, open_store
 
@@ -66,19 +66,31 @@ class CycleReport:
                     self.finished_at.isoformat() if self.finished_at else None}
 
 
+def _progress_hook(hook: Hook | None, on_progress: Callable[[str, Mapping[str, int]], None],
+                   counters: Counter) -> Hook:
+    def both(stage: str) -> None:
+        if hook:
+            hook(stage)
+        on_progress(stage, counters)
+
+    return both
+
+
 def run_cycle(settings: Settings, *, store: Store | None = None, feeds: Sequence[FeedConfig] | None = None,
               topics: Sequence[TopicConfig] | None = None, alerts: Sequence[AlertConfig] | None = None,
               now: datetime | None = None, clock: Clock | None = None, force: bool = False,
               scheduled: bool = False, mailer: "Mailer | None" = None,
               transport: "httpx.AsyncBaseTransport | None" = None, hook: Hook | None = None,
               on_feed_done: Callable[[PollResult], None] | None = None,
-              on_planned: Callable[[int], None] | None = None) -> CycleReport:
+              on_planned: Callable[[int], None] | None = None,
+              on_progress: Callable[[str, Mapping[str, int]], None] | None = None) -> CycleReport:
     """Run one cycle.  Raises only when the cycle itself cannot run (config, store);
     feed and item failures are counted and reported.
 
     ``clock`` gives the time of every step (``now`` is short for a clock stopped at ``now``:
     simulated time); ``scheduled`` picks the interval policy (``steps.respects_interval``);
-    ``mailer`` and ``transport`` replace the mail and HTTP edges."""
+    ``mailer`` and ``transport`` replace the mail and HTTP edges; ``on_progress(stage, counters)``
+    is called after each stage hook with the cycle's counters so far (the CLI's progress display)."""
     t0 = time.monotonic()
     if clock is None:
         clock = fixed_clock(now) if now is not None else utcnow
@@ -92,6 +104,8 @@ def run_cycle(settings: Settings, *, store: Store | None = None, feeds: Sequence
     store = store or open_store(settings)
     report = CycleReport(started_at=clock())
     c = report.counters
+    if on_progress is not None:
+        hook = _progress_hook(hook, on_progress, c)
     try:
         now = report.started_at
         planned = plan(feeds, store, settings, now, force=force, scheduled=scheduled)
@@ -101,6 +115,8 @@ def run_cycle(settings: Settings, *, store: Store | None = None, feeds: Sequence
         if hook:
             hook("planned")
 
+        # each rule's alert floor (first run, since:), fixed before the first batch is queued
+        floors = first_run_floors(settings=settings, alert_log=store, rules=alerts, now=now)
         polls: list[PollResult] = []
         new_ids: set[str] = set()
         new_by_feed: Counter = Counter()
@@ -115,7 +131,7 @@ def run_cycle(settings: Settings, *, store: Store | None = None, feeds: Sequence
             enriched = enrich_with_retries(new, settings=settings, cache=store, topics=topics, counters=c,
                                            retry_from=store if final else None, seen_ids=new_ids, hook=hook)
             result = queue_and_index(enriched, store=store, alert_log=store, rules=alerts, now=now, counters=c,
-                                     hook=hook)
+                                     hook=hook, floors=floors)
             report.dead_letters.update(result.failed)
             done = result.stored_ids
             enriched_ids.extend(a.id for a in enriched if a.id in done)

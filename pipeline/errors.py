@@ -4,7 +4,8 @@ input will fail the same way) or *transient* (a retry later may succeed)::
     MediamonError
     ├── ConfigError                  invalid settings or config file (names file, entry, field)
     ├── StoreError                   the store could not be opened / written
-    │   └── StoreUnavailable         (transient) locked, disk full, cluster down
+    │   ├── StoreUnavailable         (transient) locked, disk full, cluster down
+    │   └── StoreMissing             a read-only command found no store (never creates one)
     ├── FeedError                    one feed could not be polled; the cycle goes on
     │   ├── PermanentFeedError       404/410, refused address, not a feed, body too large
     │   │   ├── BlockedAddressError  URL resolves to a loopback/private/link-local address
@@ -40,6 +41,10 @@ class StoreError(MediamonError):
 
 class StoreUnavailable(StoreError):
     transient = True
+
+
+class StoreMissing(StoreError):
+    """A read-only command found no store (it never creates one): run ``mediamon run`` first."""
 
 
 class FeedError(MediamonError):

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import hashlib
 import re
 import unicodedata
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Iterable, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .config import FeedConfig
+from .logs import get_logger, log
 from .models import Article, Translation
 from .parse import ParsedFeed, RawEntry, language_subtag
 
@@ -24,6 +27,8 @@ TRACKING_PARAMS = re.compile(
 
 EARLIEST_PLAUSIBLE = datetime(1990, 1, 1, tzinfo=timezone.utc)
 FUTURE_TOLERANCE = timedelta(days=1)
+
+logger = get_logger(__name__)
 
 
 def canonical_url(url: str | None) -> str | None:
@@ -224,9 +229,30 @@ def declared_language(feed: FeedConfig, raw: RawEntry, feed_tag: str | None) -> 
     return None, None
 
 
+def _demojibake(raw: RawEntry, outcomes: Counter | None) -> RawEntry:
+    """The entry's text with mojibake repaired (``pipeline.mojibake``); counts the outcome."""
+    from .mojibake import Outcome, repair, worst
+
+    title, t = repair(raw.title)
+    summary, s = repair(raw.summary)
+    content: str | None = raw.content
+    c: Outcome = "clean"
+    if raw.content:
+        content, c = repair(raw.content)
+    authors = [repair(x) for x in raw.authors]
+    outcome = worst([t, s, c, *(o for _, o in authors)])
+    if outcomes is not None:
+        outcomes[outcome] += 1
+    if outcome == "clean":
+        return raw
+    return dataclasses.replace(raw, title=title, summary=summary, content=content,
+                               authors=tuple(x for x, _ in authors))
+
+
 def normalize_entry(raw: RawEntry, feed: FeedConfig, fetched_at: datetime,
                     detector: LanguageDetector | None = None, feed_language: str | None = None,
-                    encoding_errors: bool = False) -> Article:
+                    encoding_errors: bool = False, mojibake: Counter | None = None) -> Article:
+    raw = _demojibake(raw, mojibake)
     # NFC: a feed may send "й" as "и" + combining breve; Elasticsearch's analyzers and our Python
     # tokenizer must see the same letters, so text is composed once, here, at ingest
     title, summary = _nfc(raw.title), _nfc(raw.summary)
@@ -272,12 +298,22 @@ def normalize_feed(parsed: ParsedFeed, feed: FeedConfig, fetched_at: datetime,
     Duplicated GUIDs/links inside one document collapse to the first occurrence."""
     out: dict[str, Article] = {}
     problems: list[str] = []
+    mojibake: Counter = Counter()
     for raw in parsed.entries:
         try:
             a = normalize_entry(raw, feed, fetched_at, detector, parsed.language_tag or parsed.language,
-                                parsed.replaced_bytes > 0)
+                                parsed.replaced_bytes > 0, mojibake)
         except Exception as exc:  # noqa: BLE001
             problems.append(f"skipped entry {raw.guid or raw.link!r}: {exc.__class__.__name__}: {exc}")
             continue
         out.setdefault(a.id, a)
+    if mojibake["repaired"]:
+        problems.append(f"mojibake: repaired the text of {mojibake['repaired']} item(s) "
+                        "(UTF-8 that was read as cp1252/latin-1 somewhere upstream)")
+    if mojibake["garbled"]:
+        problems.append(f"mojibake: the text of {mojibake['garbled']} item(s) is garbled and could not be "
+                        "fully repaired (bytes were lost upstream); check the feed's encoding")
+    if mojibake["repaired"] or mojibake["garbled"]:
+        log(logger, 30 if mojibake["garbled"] else 20, "mojibake", feed_id=feed.id,
+            repaired=mojibake["repaired"], garbled=mojibake["garbled"])
     return list(out.values()), problems

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     smtp_retry_attempts: int = Field(default=3, ge=1, le=10,
                                      description="tries per email for transient SMTP errors, within one run")
     smtp_retry_wait: float = Field(default=2.0, ge=0, description="first backoff between tries, s (doubles)")
+    alert_first_run_lookback: float = Field(
+        default=24 * 3600.0, gt=0, description="on a rule's first run (it never queued a match) only items "
+                                               "published this many seconds before the run are alerted; "
+                                               "older ones are stored, not mailed")
     alert_max_items_per_email: int = Field(default=200, ge=1, description="items per email; the rest stay "
                                            "queued for the next email and are counted in this one")
     # issue 16 item 4: one flooding feed cannot fill an email nor grow the backlog without bound

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from .config import AlertConfig, FeedConfig, TopicConfig
@@ -38,6 +38,7 @@ from .settings import Settings
 from .store.base import AlertLog, AlertStore, ArticleStore, FeedStateStore, IndexResult, TranslationCache
 
 if TYPE_CHECKING:
+    from .alerts import AlertFloors
     from .classify import TopicClassifier
     from .mail import Mailer
 
@@ -203,13 +204,26 @@ def enrich_with_retries(new: Sequence[Article], *, settings: Settings, cache: Tr
 # --- queue alerts, index ------------------------------------------------------------------------------
 
 def queue_alerts(articles: Sequence[Article], *, alert_log: AlertLog, rules: Sequence[AlertConfig],
-                 now: datetime) -> dict[str, int]:
-    """Match and durably queue alert pairs (before indexing: a crash later loses no match)."""
+                 now: datetime, floors: "AlertFloors | None" = None) -> dict[str, int]:
+    """Match and durably queue alert pairs (before indexing: a crash later loses no match).
+    ``floors`` (``pipeline.alerts.alert_floors``, computed once per cycle): matches published
+    before them are stored, not alerted (a rule's first run, ``since:``)."""
     if not rules or not articles:
         return {}
     from .alerts import queue_matches
 
-    return queue_matches(articles, store=alert_log, rules=list(rules), now=now)
+    return queue_matches(articles, store=alert_log, rules=list(rules), now=now, floors=floors)
+
+
+def first_run_floors(*, settings: Settings, alert_log: AlertLog, rules: Sequence[AlertConfig],
+                     now: datetime) -> "AlertFloors | None":
+    """Each rule's alert floor for this cycle (see ``pipeline.alerts.alert_floors``); call once,
+    before the first batch is queued."""
+    if not rules:
+        return None
+    from .alerts import alert_floors
+
+    return alert_floors(rules, alert_log, now, timedelta(seconds=settings.alert_first_run_lookback))
 
 
 def index(store: ArticleStore, articles: Sequence[Article]) -> IndexResult:
@@ -221,10 +235,10 @@ def index(store: ArticleStore, articles: Sequence[Article]) -> IndexResult:
 
 def queue_and_index(articles: Sequence[Article], *, store: ArticleStore, alert_log: AlertLog,
                     rules: Sequence[AlertConfig], now: datetime, counters: Counter,
-                    hook: Hook | None = None) -> IndexResult:
+                    hook: Hook | None = None, floors: "AlertFloors | None" = None) -> IndexResult:
     """Queue the alert matches of ``articles``, then index them; counts ``indexed``,
     ``index_failed`` and ``errors`` (one per dead letter), logs each dead letter."""
-    counters.update(queue_alerts(articles, alert_log=alert_log, rules=rules, now=now))
+    counters.update(queue_alerts(articles, alert_log=alert_log, rules=rules, now=now, floors=floors))
     if hook:
         hook("queued")
     result = index(store, articles)

@@ -284,7 +284,7 @@ def index_task(enriched: dict, *, settings: Settings | None = None, now: datetim
     id); stage the IndexResult.  Queueing first (as ``run_cycle`` does) means no crash after
     indexing can lose a match; queueing again on a retry is a no-op.  Items the store refused
     are dead letters: counted, and their feeds keep the old cursor."""
-    from .steps import queue_and_index
+    from .steps import first_run_floors, queue_and_index
 
     settings = _settings(settings)
     staging = Staging.open(settings, _key_from(enriched))
@@ -292,8 +292,10 @@ def index_task(enriched: dict, *, settings: Settings | None = None, now: datetim
     articles = [Article.from_dict(r) for r in staging.read_jsonl(ENRICHED_FILE)]
     c: Counter = Counter()
     with cycle_lock(settings, owner=owner_id("airflow-index")), open_store(settings) as store:
-        result = queue_and_index(articles, store=store, alert_log=store, rules=rules or [], now=now or clock(),
-                                 counters=c)
+        at = now or clock()
+        floors = first_run_floors(settings=settings, alert_log=store, rules=rules or [], now=at)
+        result = queue_and_index(articles, store=store, alert_log=store, rules=rules or [], now=at,
+                                 counters=c, floors=floors)
     staging.write_json(INDEX_FILE, {"created": list(result.created), "updated": list(result.updated),
                                     "unchanged": list(result.unchanged), "failed": dict(result.failed)})
     out = {"staging": staging.key, "created": len(result.created), "updated": len(result.updated),

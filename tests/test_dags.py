@@ -242,7 +242,8 @@ def test_task_chain_without_airflow_is_idempotent_on_retries(tmp_path, feed_serv
 
     from .conftest import FEED_FIXTURES, copy_default_topics, write_feeds_yaml
 
-    settings = make_settings(tmp_path, poll_batch_size=1)
+    # the fixture items are days old: no first-run floor (issue 18) in a test of retries
+    settings = make_settings(tmp_path, poll_batch_size=1, alert_first_run_lookback=3650 * 86400.0)
     write_feeds_yaml(settings.config_dir, [
         {"id": n.replace("_", "-"), "source": n, "language": n[:2],
          "url": feed_server.add(f"/{n}.xml", (FEED_FIXTURES / f"{n}.xml").read_bytes())}

@@ -44,8 +44,10 @@ def test_classify_bad_line_is_a_clear_error(tmp_path):
     f = tmp_path / "in.jsonl"
     f.write_text('{"id": "1", "title": "x"}\nnot json\n', encoding="utf-8")
     res = runner.invoke(app, ["classify", str(f), "--config-dir", CONFIG])
-    assert res.exit_code == 2
+    # issue 18: the bad line is reported, the rest is classified, exit 1 (ERROR) at the end
+    assert res.exit_code == 1
     assert "line 2" in res.output and "Traceback" not in res.output
+    assert '"id": "1"' in res.stdout
 
 
 def _labelled(tmp_path):

@@ -53,10 +53,12 @@ outbox the same window exists between renaming the ``.eml`` file into place and 
 from .deliver import (CLAIM_TIMEOUT, COUNT_KEYS, INTERRUPTED, MISSING_ARTICLE_GRACE, RuleOutcome, alert_stage, deliver_rule,
                       send_digest)
 from .match import CompiledRule, TestHit, compile_rules, match_articles, queue_matches, rule_matches, test_rule
+from .match import AlertFloors, alert_floors
 from .render import (SAME_STORY_WINDOW, SNIPPET_CHARS, TITLE_CHARS, Story, build_message, clean_text,
                      group_stories, header_safe, highlight, normalized_title, safe_link, story_view)
 
-__all__ = ["CLAIM_TIMEOUT", "COUNT_KEYS", "INTERRUPTED", "MISSING_ARTICLE_GRACE", "SAME_STORY_WINDOW", "SNIPPET_CHARS",
+__all__ = ["AlertFloors", "alert_floors",
+           "CLAIM_TIMEOUT", "COUNT_KEYS", "INTERRUPTED", "MISSING_ARTICLE_GRACE", "SAME_STORY_WINDOW", "SNIPPET_CHARS",
            "TITLE_CHARS", "CompiledRule", "RuleOutcome", "Story", "TestHit", "alert_stage", "build_message",
            "clean_text", "compile_rules", "deliver_rule", "group_stories", "header_safe", "highlight",
            "match_articles", "normalized_title", "queue_matches", "rule_matches", "safe_link", "send_digest",

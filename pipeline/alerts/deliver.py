@@ -19,6 +19,7 @@ from ..models import AlertEntry
 from ..settings import Settings
 from ..store.base import AlertStore
 from .match import compile_rules
+from .mutes import load_mutes, split_recipients
 from .render import Story, build_message, group_stories
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ COUNT_KEYS = ("alert_matches", "alert_queued", "alert_emails_sent", "alert_items
 @dataclass
 class RuleOutcome:
     rule_id: str
-    status: str  # sent | nothing | throttled | deferred | failed | dry_run | error
+    status: str  # sent | nothing | throttled | deferred | failed | muted | dry_run | error
     stories: int = 0
     articles: int = 0
     more: int = 0
@@ -167,6 +168,15 @@ def deliver_rule(rule: AlertConfig, *, settings: Settings, store: AlertStore, ma
         return RuleOutcome(rule.id, "nothing", in_flight=len(in_flight))
     ids = [i for s in stories for i in s.ids]
     n_articles = len(ids)
+    # the mute list (mediamon alerts mute): muted addresses are left out, SMTP and outbox alike
+    active, muted = split_recipients(rule.recipients, rule.id, load_mutes(settings))
+    if muted:
+        log(logger, 20, "alert_recipients_muted", rule_id=rule.id, muted=len(muted), active=len(active))
+        if not active:
+            if not dry_run:
+                store.alert_record_attempt(rule.id, ids, at=now, error="muted: every recipient is muted", failed=True)
+            return RuleOutcome(rule.id, "muted", len(stories), n_articles, more, error="every recipient is muted")
+        rule = rule.model_copy(update={"recipients": tuple(active)})
     try:
         message = build_message(rule, stories, settings=settings, now=now, more=more, digest=digest,
                                 summarised={src: len(st) for src, st in batch.overflow.items()})
@@ -225,6 +235,8 @@ def _count(outcome: RuleOutcome, counts: Counter) -> None:
         counts["alert_emails_deferred"] += 1
     elif outcome.status == "throttled":
         counts["alert_throttled"] += 1
+    elif outcome.status == "muted":
+        counts["alert_emails_muted"] += 1
     elif outcome.status == "error":
         counts["alert_errors"] += 1
     elif outcome.status == "dry_run":

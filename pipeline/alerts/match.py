@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..config import AlertConfig
 from ..logs import get_logger, log
@@ -58,9 +58,55 @@ def rule_matches(cr: CompiledRule, article: Article) -> list[str] | None:
     return list(dict.fromkeys(t for t in terms if isinstance(t, str) and t))
 
 
+@dataclass(frozen=True)
+class AlertFloors:
+    """Per rule, the oldest ``published_at`` alerted in this cycle, and the rules on their first run."""
+
+    floors: Mapping[str, datetime]
+    first_run: frozenset[str]
+
+
+def alert_floors(rules: Iterable[AlertConfig], store: AlertLog, now: datetime,
+                 lookback: timedelta) -> AlertFloors:
+    """The oldest ``published_at`` each rule alerts on in this cycle (issue 18, "first run").
+
+    A rule that has never queued a match (no pending, failed or sent item in its alert log: a new
+    rule, or a new store) is on its *first run*: only items published within ``lookback`` before
+    ``now`` are alerted, so a new store does not mail the feeds' backlog.  A rule's ``since:``
+    is a floor on every run.  Rules without a floor are absent.  Compute once per cycle, before
+    the first batch is queued (the first batch would otherwise end the first run)."""
+    summary = store.alert_summary()
+    floors: dict[str, datetime] = {}
+    first_run: set[str] = set()
+    for r in rules:
+        floor = r.since
+        if not any(summary.get(r.id, {}).get(k) for k in ("pending", "failed", "sent")):
+            first_run.add(r.id)
+            first = now - lookback
+            floor = first if floor is None or first > floor else floor
+        if floor is not None:
+            floors[r.id] = floor
+    return AlertFloors(floors, frozenset(first_run))
+
+
+def _below_floor(article: Article, floor: datetime | None, first_run: bool) -> bool:
+    """An item published before the floor is not alerted; on a rule's first run an item whose date
+    was inferred (the feed gave none: it may be years old) is not alerted either."""
+    if floor is None:
+        return False
+    if first_run and article.date_inferred:
+        return True
+    return article.published_at < floor
+
+
 def match_articles(articles: Sequence[Article], rules: Sequence[CompiledRule], now: datetime,
-                   counts: Counter | None = None) -> list[AlertEntry]:
+                   counts: Counter | None = None, floors: Mapping[str, datetime] | None = None,
+                   first_run: Iterable[str] = ()) -> list[AlertEntry]:
+    """The (rule, article) pairs to queue.  A match below the rule's floor (:func:`alert_floors`)
+    is stored with the article but not alerted: counted as ``alert_backlog_skipped``."""
     entries = []
+    floors = floors or {}
+    first = set(first_run)
     for a in articles:
         for cr in rules:
             try:
@@ -70,13 +116,18 @@ def match_articles(articles: Sequence[Article], rules: Sequence[CompiledRule], n
                 if counts is not None:
                     counts["alert_errors"] += 1
                 continue
-            if terms is not None:
-                entries.append(AlertEntry(cr.rule.id, a.id, tuple(terms), queued_at=now))
+            if terms is None:
+                continue
+            if _below_floor(a, floors.get(cr.rule.id), cr.rule.id in first):
+                if counts is not None:
+                    counts["alert_backlog_skipped"] += 1
+                continue
+            entries.append(AlertEntry(cr.rule.id, a.id, tuple(terms), queued_at=now))
     return entries
 
 
 def queue_matches(articles: Sequence[Article], *, store: AlertLog, rules: list[AlertConfig],
-                  now: datetime) -> dict[str, int]:
+                  now: datetime, floors: "AlertFloors | None" = None) -> dict[str, int]:
     """Match ``articles`` and write the (rule, article) pairs to the durable queue, nothing else.
 
     The cycle calls this *before* indexing, so a process that dies between indexing and
@@ -86,8 +137,10 @@ def queue_matches(articles: Sequence[Article], *, store: AlertLog, rules: list[A
     """
     counts: Counter = Counter()
     compiled = compile_rules(rules, counts)
-    entries = match_articles(articles, compiled, now, counts)
-    counts["alert_matches"] = len(entries)
+    if floors is None:  # without first-run floors: only the rules' own ``since:``
+        floors = AlertFloors({r.id: r.since for r in rules if r.since is not None}, frozenset())
+    entries = match_articles(articles, compiled, now, counts, floors.floors, floors.first_run)
+    counts["alert_matches"] = len(entries) + counts.get("alert_backlog_skipped", 0)
     if entries:
         counts["alert_queued"] = store.alert_enqueue(entries)
     return dict(counts)

@@ -212,12 +212,15 @@ def _zone(name: str) -> ZoneInfo:
 
 
 def _fmt_times(dt: datetime, tz: ZoneInfo) -> tuple[str, str]:
+    """(local time, UTC time); the UTC time is empty when it would repeat the local one (a rule
+    without a timezone: no "12:00 UTC (12:00 UTC)")."""
     utc = dt.astimezone(timezone.utc)
     local = dt.astimezone(tz)
     label = local.strftime("%Z")
     if not label or not label[0].isalpha():  # zones without an abbreviation print "+03"
         label = f"{label} {getattr(tz, 'key', '')}".strip()
-    return f"{local:%Y-%m-%d %H:%M} {label}", utc.strftime("%Y-%m-%d %H:%M UTC")
+    local_s, utc_s = f"{local:%Y-%m-%d %H:%M} {label}", utc.strftime("%Y-%m-%d %H:%M UTC")
+    return local_s, "" if local_s == utc_s else utc_s
 
 
 @lru_cache(maxsize=1)
@@ -235,6 +238,20 @@ def _jinja_env():
     )
 
 
+def _translation_note(a: Article) -> str:
+    """Why a non-English item has no English line, so the reader does not miss it silently."""
+    status = a.translation.status if a.translation else None
+    if (a.language or a.feed_language or "en") == "en" or (a.title_en and a.title_en.strip() != a.title.strip()):
+        return ""
+    if status in ("unavailable", "pending", None):
+        return "translation unavailable (the model could not be loaded); it is added to the stored item later"
+    if status == "failed":
+        return "translation failed for this item"
+    if status == "skipped" and a.translation and a.translation.error:
+        return f"not translated ({clean_text(a.translation.error, 100)})"
+    return ""
+
+
 def story_view(story: Story, tz: ZoneInfo) -> dict[str, Any]:
     """Everything a template shows about one story; feed text is cleaned here and escaped by Jinja."""
     a = story.primary
@@ -243,6 +260,7 @@ def story_view(story: Story, tz: ZoneInfo) -> dict[str, Any]:
     translated = next((x for x in story.articles if x.title_en and x.title_en.strip() != x.title.strip()), None)
     title_en = clean_text(translated.title_en, TITLE_CHARS) if translated else ""
     summary = clean_text(a.summary_en or a.summary, SNIPPET_CHARS)
+    translation_note = "" if translated else _translation_note(a)
     local, utc = _fmt_times(a.published_at, tz)
     sources = []
     seen = set()
@@ -258,6 +276,7 @@ def story_view(story: Story, tz: ZoneInfo) -> dict[str, Any]:
         "title": title, "title_html": highlight(title, story.terms),
         "title_en": title_en, "title_en_html": highlight(title_en, story.terms) if title_en else Markup(""),
         "summary": summary, "summary_html": highlight(summary, story.terms) if summary else Markup(""),
+        "translation_note": translation_note,
         "terms": [clean_text(t, 100) for t in story.terms],
         "local_time": local, "utc_time": utc, "date_inferred": a.date_inferred,
         "sources": sources, "link": sources[0]["link"] if sources else None,

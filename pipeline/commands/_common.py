@@ -6,7 +6,7 @@ import contextlib
 import logging
 import sys
 from datetime import datetime
-from typing import Iterator
+from typing import IO, Callable, Iterator
 
 import typer
 from rich.console import Console
@@ -90,23 +90,50 @@ def cli_errors() -> Iterator[None]:
         raise typer.Exit(1) from exc
 
 
-def read_jsonl(path: str):
-    """Yield objects from a JSONL file path or '-' for stdin; bad lines raise ConfigError with the line number."""
+def read_jsonl(path: str, on_error: Callable[[str], None] | None = None) -> Iterator[dict]:
+    """Yield objects from a JSONL file path or '-' for stdin (see :func:`read_jsonl_numbered`)."""
+    for _, obj in read_jsonl_numbered(path, on_error):
+        yield obj
+
+
+def read_jsonl_numbered(path: str, on_error: Callable[[str], None] | None = None) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) from a JSONL file path or '-' for stdin.
+
+    A bad line raises ConfigError with the line number, or, with ``on_error``, is reported to it
+    (``"FILE: line N: ..."``) and skipped so the rest is read.  A file that cannot be opened is a
+    usage error (exit 2) naming it, never a traceback.
+    """
     import json
 
-    fh = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    if path == "-":
+        fh: IO[str] = sys.stdin
+    else:
+        try:
+            fh = open(path, encoding="utf-8")
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot read input file {path}: {exc.strerror or exc}",
+                                     param_hint="FILE") from exc
     try:
         for n, line in enumerate(fh, start=1):
             line = line.strip()
             if not line:
                 continue
+            problem = None
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path}: line {n}: invalid JSON: {exc.msg}") from exc
-            if not isinstance(obj, dict):
-                raise ConfigError(f"{path}: line {n}: expected a JSON object")
-            yield obj
+                problem = f"{path}: line {n}: invalid JSON: {exc.msg}"
+            else:
+                if not isinstance(obj, dict):
+                    problem = f"{path}: line {n}: expected a JSON object"
+            if problem is not None:
+                if on_error is None:
+                    raise ConfigError(problem)
+                on_error(problem)
+                continue
+            yield n, obj
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8: {exc}") from exc
     finally:
         if fh is not sys.stdin:
             fh.close()

@@ -10,10 +10,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._common import config_dir_option, DataDirOpt, build_settings, cli_errors, console, setup_logging
+from ..exitcodes import MAIL_DEFERRED
+from ._common import DataDirOpt, build_settings, cli_errors, config_dir_option, console, err_console, setup_logging
+from ._runsummary import deferred_message
 
 alerts_app = typer.Typer(
-    help="Email alert rules (config/alerts.yaml): list, test, send digests.\n\n"
+    help="Email alert rules (config/alerts.yaml): list, test, send digests, mute recipients.\n\n"
     "Example: mediamon alerts test oreshnik-belarus --since 30d",
     no_args_is_help=True,
 )
@@ -43,12 +45,16 @@ def list_rules(
 
     Example: mediamon alerts list
     """
-    from ..store import open_store
+    from ..errors import StoreMissing
+    from ..store import open_existing_store
 
     with cli_errors():
         settings, rules = _load(config_dir, data_dir)
-        with open_store(settings) as store:
-            summary = store.alert_summary()
+        try:  # read-only: before the first run there is no store, and no queue to count
+            with open_existing_store(settings) as store:
+                summary = store.alert_summary()
+        except StoreMissing:
+            summary = {}
     rows = []
     for r in rules:
         s = summary.get(r.id, {})
@@ -93,7 +99,7 @@ def test(
     """
     from ..alerts import test_rule
     from ..models import to_iso
-    from ..store import open_store
+    from ..store import open_existing_store
     from ._common import parse_since
 
     with cli_errors():
@@ -104,7 +110,7 @@ def test(
             console.print(f"[red]no alert rule {escape(rule_id)!r}[/] (rules: {escape(known)})")
             raise typer.Exit(2)
         since_dt = None if (since or "").lower() == "all" else parse_since(since)
-        with open_store(settings) as store:
+        with open_existing_store(settings) as store:  # read-only: never creates a store
             hits, total = test_rule(rule, store, since=since_dt, limit=limit)
     if json_out:
         typer.echo(json.dumps([{"id": h.article.id, "title": h.article.title, "title_en": h.article.title_en,
@@ -137,7 +143,8 @@ def digest(
 ) -> None:
     """Send the digest emails: one per digest rule with everything queued since the last digest,
     grouped by topic, newest first.  Uses SMTP when MEDIAMON_SMTP_HOST is set, else writes .eml
-    files to DATA_DIR/outbox.  Exit code 1 when an email failed permanently.
+    files to DATA_DIR/outbox.  Exit code 1 when an email failed permanently, 4 when the SMTP
+    server deferred one (it stays queued for the next digest).
 
     Example: mediamon alerts digest --dry-run
     """
@@ -167,6 +174,10 @@ def digest(
             console.print(table)
     if counts.get("alert_emails_failed") or counts.get("alert_errors"):
         raise typer.Exit(1)
+    deferred = deferred_message(settings, counts)
+    if deferred:
+        err_console.print(f"[bold yellow]mail deferred:[/] {escape(deferred)}", highlight=False)
+        raise typer.Exit(MAIL_DEFERRED)
 
 
 @alerts_app.command("retry")
@@ -187,6 +198,95 @@ def retry(
         with open_store(settings) as store:
             n = store.alert_retry_failed(rule_id)
     console.print(f"{n} item(s) of rule {escape(rule_id)} queued again")
+
+
+def _rule_or_exit(rule: Optional[str], rules) -> None:
+    if rule is not None and rule not in {r.id for r in rules}:
+        known = ", ".join(r.id for r in rules) or "none"
+        console.print(f"[red]no alert rule {escape(rule)!r}[/] (rules: {escape(known)})", highlight=False)
+        raise typer.Exit(2)
+
+
+_EMAIL_RE = r"[^@\s,;<>]+@[^@\s,;<>]+"
+
+
+@alerts_app.command("mute")
+def mute_cmd(
+    email: str = typer.Argument(..., metavar="EMAIL", help="The address that asked to stop receiving alerts."),
+    rule: Optional[str] = typer.Option(None, "--rule", "-r", help="Only this rule (default: every rule)."),
+    config_dir: Optional[Path] = ConfigDirOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+) -> None:
+    """Stop mailing EMAIL (for one rule or all): what a reply "unsubscribe RULE" asks for.
+    Delivery leaves muted addresses out of every email (SMTP and outbox); the list is
+    DATA_DIR/mutes.json.
+
+    Example: mediamon alerts mute analyst@example.org --rule oreshnik-belarus
+    """
+    import re
+
+    from ..alerts.mutes import mute, mutes_path
+
+    with cli_errors():
+        if not re.fullmatch(_EMAIL_RE, email.strip()):
+            raise typer.BadParameter(f"not an email address: {email!r}", param_hint="EMAIL")
+        settings, rules = _load(config_dir, data_dir)
+        _rule_or_exit(rule, rules)
+        added = mute(settings, email, rule)
+    scope = f"rule {rule}" if rule else "every rule"
+    console.print(f"{escape(email)} {'muted' if added else 'was already muted'} for {escape(scope)} "
+                  f"({escape(str(mutes_path(settings)))})", highlight=False)
+
+
+@alerts_app.command("unmute")
+def unmute_cmd(
+    email: str = typer.Argument(..., metavar="EMAIL", help="The address to mail again."),
+    rule: Optional[str] = typer.Option(None, "--rule", "-r", help="Only this rule's mute (default: all of them)."),
+    config_dir: Optional[Path] = ConfigDirOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+) -> None:
+    """Mail EMAIL again (remove its mutes).  Exit 1 when it was not muted.
+
+    Example: mediamon alerts unmute analyst@example.org
+    """
+    from ..alerts.mutes import unmute
+
+    with cli_errors():
+        settings, _rules = _load(config_dir, data_dir)
+        n = unmute(settings, email, rule)
+    if not n:
+        console.print(f"{escape(email)} was not muted" + (f" for rule {escape(rule)}" if rule else ""), highlight=False)
+        raise typer.Exit(1)
+    console.print(f"{escape(email)} unmuted ({n} mute(s) removed)", highlight=False)
+
+
+@alerts_app.command("mutes")
+def mutes_cmd(
+    config_dir: Optional[Path] = ConfigDirOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print the mute list as a JSON array."),
+) -> None:
+    """List muted addresses (mediamon alerts mute).
+
+    Example: mediamon alerts mutes
+    """
+    from ..alerts.mutes import load_mutes
+
+    with cli_errors():
+        settings, _rules = _load(config_dir, data_dir)
+        mutes = load_mutes(settings)
+    if json_out:
+        typer.echo(json.dumps([m.to_dict() for m in mutes], ensure_ascii=False))
+        return
+    if not mutes:
+        console.print("no muted addresses")
+        return
+    table = Table(title=f"{len(mutes)} mute(s)")
+    for col in ("email", "rule", "since"):
+        table.add_column(col)
+    for m in mutes:
+        table.add_row(escape(m.email), escape(m.rule or "(every rule)"), m.at or "")
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:

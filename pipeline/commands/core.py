@@ -3,25 +3,41 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..exitcodes import ALL_FEEDS_FAILED, OK
 from ..fetch import redact_url
 from ..models import to_iso
-from ..store import SearchRequest, open_store
-from ._common import (DataDirOpt, build_settings, cli_errors, config_dir_option, console, parse_since,
+from ..store import SearchRequest, open_existing_store
+from ._common import (DataDirOpt, build_settings, cli_errors, config_dir_option, console, err_console, parse_since,
                       require_utf8, setup_logging)
+from ._filters import check_window, explain_empty
+from ._progress import run_with_progress
+from ._runsummary import deferred_message, print_run_summary, run_exit_code
 
 feeds_app = typer.Typer(help="Inspect configured feeds.\n\nExample: mediamon feeds list", no_args_is_help=True)
 
 ConfigDirOpt = config_dir_option()
 SearchConfigDirOpt = config_dir_option("aliases.yaml")
+
+
+@contextlib.contextmanager
+def _store_unreachable_exits(code: int) -> Iterator[None]:
+    """``run``: a store that cannot be reached (locked, disk full, cluster down) exits ``code``."""
+    from ..errors import StoreUnavailable
+
+    try:
+        yield
+    except StoreUnavailable as exc:
+        err_console.print(f"[bold red]store unreachable:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(code) from exc
 
 
 def run(
@@ -33,9 +49,10 @@ def run(
 ) -> None:
     """Run one monitoring cycle: poll feeds, store new items, translate, classify, alert.
 
-    Exits 0 when the cycle completed, even if some feeds failed (see the summary);
-    non-zero only when it could not run (invalid config, store unavailable); 75 when another
-    cycle is running on the same store (its lock is held: try again later).
+    Exit codes: 0 the cycle completed (some feeds may have failed: the summary lists them first);
+    3 every due feed failed, or the store is unreachable; 4 an alert email was deferred by the
+    SMTP server (kept for the next run); 75 another cycle is running on the same store (its lock
+    is held: try again later); 2 invalid configuration; 1 any other error.
 
     Example: mediamon run --json
     """
@@ -43,38 +60,24 @@ def run(
     from ..lock import cycle_lock
 
     setup_logging(verbose)
-    with cli_errors(), contextlib.ExitStack() as held:
+    with cli_errors(), _store_unreachable_exits(ALL_FEEDS_FAILED), contextlib.ExitStack() as held:
         settings = build_settings(config_dir=config_dir, data_dir=data_dir)
         held.enter_context(cycle_lock(settings))  # one cycle per store: a second run exits 75 (LOCKED)
-        if json_out or not console.is_terminal:
+        if json_out or not console.is_terminal:  # progress only on a terminal, never with --json
             report = run_cycle(settings, force=force)
         else:
-            with Progress(TextColumn("[bold]polling feeds"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                          transient=True) as progress:
-                task = progress.add_task("", total=None)
-                report = run_cycle(
-                    settings, force=force,
-                    on_planned=lambda n: progress.update(task, total=n),
-                    on_feed_done=lambda p: progress.update(task, advance=1, description=p.feed.id))
+            report = run_with_progress(console, functools.partial(run_cycle, settings, force=force))
     counters = report.counters_dict()
     if json_out:
         typer.echo(json.dumps(counters, sort_keys=False))
-        return
-    table = Table(title="mediamon run", show_header=True)
-    table.add_column("counter")
-    table.add_column("value", justify="right")
-    for k, v in counters.items():
-        table.add_row(k, str(v))
-    console.print(table)
-    failed = [f for f in report.feeds if f.status == "failed"]
-    if failed:
-        ft = Table(title=f"{len(failed)} feed(s) failed", show_header=True)
-        ft.add_column("feed")
-        ft.add_column("error", overflow="fold")
-        for f in failed:
-            ft.add_row(f.feed_id, escape(f.error or ""))
-        console.print(ft)
+        deferred = deferred_message(settings, counters)
+        if deferred:
+            err_console.print(f"mail deferred: {escape(deferred)}", highlight=False)
+    else:
+        print_run_summary(console, err_console, report, settings)
+    code = run_exit_code(counters)
+    if code != OK:
+        raise typer.Exit(code)
 
 
 SEARCH_FORMATS = ("table", "json", "jsonl", "csv")
@@ -134,13 +137,17 @@ def search(
                             sort=sort,  # type: ignore[arg-type]
                             limit=limit, offset=offset, aliases=aliases,
                             include_undated=include_undated or (since_at is None and until_at is None))
-        with open_store(settings) as store:
+        check_window(req.since, req.until)
+        with open_existing_store(settings) as store:
             try:
                 parsed = parse_query(query, aliases) if query.strip() else None
                 result = store.search(req)
             except QuerySyntaxError as exc:
                 console.print(f"[red]query error:[/] {escape(str(exc))}", highlight=False)
                 raise typer.Exit(2) from exc
+            if result.total == 0:  # a filter that cannot match is named, with the valid values
+                for w in explain_empty(store, settings, req):
+                    err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
     # on a terminal the snippet is cut to the title column (the first matched word stays visible)
     width = max(40, console.width - 46) if fmt == "table" else SNIPPET_WIDTH
     rows = [hit_record(a, parsed, width) for a in result.hits]
@@ -203,7 +210,7 @@ def stats(
     """
     with cli_errors():
         settings = build_settings(data_dir=data_dir)
-        with open_store(settings) as store:
+        with open_existing_store(settings) as store:
             since_at = parse_since(since)
             keep = include_undated or since_at is None
             st = store.stats(SearchRequest(since=since_at, include_undated=keep))
@@ -226,6 +233,20 @@ def stats(
         console.print(t)
 
 
+def _feed_states_if_stored(settings) -> dict:
+    """Feed health from the store, or none before the first run: ``feeds list`` is read-only and
+    lists the configured feeds even when no store exists yet (it never creates one)."""
+    from ..errors import StoreMissing
+
+    try:
+        store = open_existing_store(settings)
+    except StoreMissing as exc:
+        err_console.print(f"[yellow]note:[/] {escape(str(exc))}; no feed has been polled yet", highlight=False)
+        return {}
+    with store:
+        return store.get_feed_states()
+
+
 @feeds_app.command("list")
 def feeds_list(
     config_dir: Optional[Path] = ConfigDirOpt,
@@ -241,8 +262,7 @@ def feeds_list(
     with cli_errors():
         settings = build_settings(config_dir=config_dir, data_dir=data_dir)
         feeds = load_feeds(settings.config_dir)
-        with open_store(settings) as store:
-            states = store.get_feed_states()
+        states = _feed_states_if_stored(settings)
     rows: list[dict[str, Any]] = []
     for f in feeds:
         s = states.get(f.id)

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from .. import exitcodes
 from ..models import Article, to_iso
-from ..store import open_store
+from ..store import open_existing_store
 from ._common import DataDirOpt, build_settings, cli_errors, config_dir_option, console, err_console
 
 ConfigDirOpt = config_dir_option("topics.yaml, alerts.yaml, aliases.yaml")
@@ -89,7 +89,7 @@ def show(
             except QuerySyntaxError as exc:
                 err_console.print(f"[red]query error:[/] {escape(str(exc))}", highlight=False)
                 raise typer.Exit(exitcodes.USAGE) from exc
-        with open_store(settings) as store:
+        with open_existing_store(settings) as store:
             found = store.get_articles([article_id])
             if not found and len(article_id) >= 6:
                 # the search table shows the first characters of the id: a unique prefix will do

@@ -15,7 +15,9 @@ from ..config import TopicConfig, load_topics
 from ..errors import ConfigError
 from ..evaluation import evaluate, item_article, labelled_items
 from ..models import Article, utcnow
-from ._common import DataDirOpt, build_settings, cli_errors, config_dir_option, console, read_jsonl
+from ..exitcodes import ERROR
+from ._common import (DataDirOpt, build_settings, cli_errors, config_dir_option, console, err_console, read_jsonl,
+                      read_jsonl_numbered)
 
 topics_app = typer.Typer(
     help="Inspect topic definitions (config/topics.yaml).\n\nExample: mediamon topics explain nuclear_weapons "
@@ -43,6 +45,9 @@ def classify(
 ) -> None:
     """Classify items into topics; prints one JSON line {id, topics, topic_matches} per input line.
 
+    A bad input line is reported on stderr with its number and skipped; the rest is classified and
+    the command exits 1 at the end.
+
     Example: echo '{"id": "1", "title": "Орешник в Белоруссии", "summary": ""}' | mediamon classify -
     """
     from ..classify import classify_stage, load_classifier
@@ -60,14 +65,26 @@ def classify(
                                       ensure_ascii=False))
             batch.clear()
 
-        n = 0
+        bad: list[str] = []
+
+        def report(problem: str) -> None:
+            bad.append(problem)
+            err_console.print(f"[red]skipped:[/] {escape(problem)}", highlight=False)
+
         now = utcnow()
-        for obj in read_jsonl(file):
-            n += 1
-            batch.append(item_article(obj, n, file, now=now))
+        for n, obj in read_jsonl_numbered(file, on_error=report):
+            try:
+                batch.append(item_article(obj, n, file, now=now))
+            except ConfigError as exc:
+                report(str(exc))
+                continue
             if len(batch) >= 256:
                 flush()
         flush()
+    if bad:
+        err_console.print(f"[red]{len(bad)} bad line(s)[/] in {escape(file)}; the others were classified",
+                          highlight=False)
+        raise typer.Exit(ERROR)
 
 
 # --- eval-topics ----------------------------------------------------------------------------------
@@ -238,10 +255,10 @@ def topics_explain(
 def _stored_article(article_id: str, data_dir: Optional[Path]) -> Article:
     """The stored article ``article_id``; a missing one is an error (exit 1) naming the id."""
     from ..errors import MediamonError
-    from ..store import open_store
+    from ..store import open_existing_store
 
     settings = build_settings(data_dir=data_dir)
-    with open_store(settings) as store:
+    with open_existing_store(settings) as store:
         found = store.get_articles([article_id])
     if not found:
         raise MediamonError(f"no stored article with id {article_id} (ids: `mediamon search --json`)")

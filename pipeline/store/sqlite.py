@@ -239,7 +239,14 @@ class SQLiteStore(Closing):
         self.corrupt = CorruptRows("sqlite")  # stored rows that could not be read back (skipped)
         try:
             if str(path) != ":memory:":
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                except (FileExistsError, NotADirectoryError) as exc:
+                    raise StoreError(f"cannot open SQLite store {path}: {self.path.parent} (or a directory "
+                                     "above it) is a file, not a directory") from exc
+                except OSError as exc:
+                    raise StoreUnavailable(f"cannot create data directory {self.path.parent}: "
+                                           f"{exc.strerror or exc}") from exc
             self._db = sqlite3.connect(str(path), timeout=timeout, isolation_level=None,
                                        check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")

@@ -261,8 +261,13 @@ def translate_stage(articles: Sequence[Article], *, settings: Settings, store: T
             try:
                 tr = _load(settings, spec)
             except ModelUnavailable as exc:
-                log(logger, 40, "translation_unavailable", model=spec, backend=settings.translation_backend,
-                    items=len(items), reason=str(exc), fix=FIX_HINT)
+                # one error line per failed load: the failure is remembered (FAILURE_TTL_S) and
+                # raised again for the next batches of the cycle, which log it at debug only
+                again = getattr(exc, "mediamon_logged", False)
+                log(logger, 10 if again else 40, "translation_unavailable", model=spec,
+                    backend=settings.translation_backend, items=len(items), reason=str(exc),
+                    **({"remembered": True} if again else {"fix": FIX_HINT}))
+                exc.mediamon_logged = True  # type: ignore[attr-defined]
                 for it in items:
                     out[it.index] = it.article.replace(
                         title_en=None, summary_en=None, content_en=None,

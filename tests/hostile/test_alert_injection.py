@@ -50,7 +50,9 @@ def smtp():
 def test_hostile_titles_and_links_reach_the_email_inert(hserver, hsettings, smtp, warm):
     settings = hsettings.model_copy(update=dict(smtp_host="127.0.0.1", smtp_port=smtp.port,
                                                 smtp_from="mediamon@example.org", smtp_retry_wait=0.0,
-                                                smtp_timeout=5.0))
+                                                smtp_timeout=5.0,
+                                                # the generated items are not recent: no first-run floor
+                                                alert_first_run_lookback=3650 * 86400.0))
     hserver.expect_request("/hostile").respond_with_data(gen.hostile_markup(), content_type="application/rss+xml")
     rule = AlertConfig(id="hostile", query="Орешник AND Беларусь", recipients=RECIPIENTS, mode="immediate")
     with bounded(20, 150):

@@ -1,0 +1,36 @@
+"""Mojibake: text that was UTF-8 read as cp1252/latin-1 (``Ð¯Ð½Ð´ÐµÐºÑ`` for ``Яндекс``,
+``Putinâ€™s`` for ``Putin’s``), detected and repaired with ``ftfy`` (issue 18).
+
+``ftfy.badness.is_bad`` spots the character sequences that mis-decoding produces and ordinary text
+does not; only such text goes through ``ftfy.fix_encoding``, which undoes the mis-decoding and
+touches nothing else (no quote or HTML-entity changes).  When bytes were lost on the way (cp1252
+has no characters for 0x81, 0x8D, 0x8F, 0x90, 0x9D; a non-breaking space turned into a space), the
+repair is partial and the text is still garbled: it is kept as repaired as it could be, and the
+feed is flagged (a warning ``feeds check`` prints and the poll logs with the feed id).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import ftfy
+from ftfy.badness import is_bad
+
+Outcome = Literal["clean", "repaired", "garbled"]
+
+
+def repair(text: str) -> tuple[str, Outcome]:
+    """(text, outcome): ``clean`` text is returned unchanged; ``repaired`` text was mojibake and
+    is now clean; ``garbled`` text was mojibake that could not be fully repaired."""
+    if not text or text.isascii() or not is_bad(text):
+        return text, "clean"
+    fixed = ftfy.fix_encoding(text)
+    if fixed == text:
+        return text, "garbled"
+    return fixed, "garbled" if is_bad(fixed) else "repaired"
+
+
+def worst(outcomes: list[Outcome]) -> Outcome:
+    if "garbled" in outcomes:
+        return "garbled"
+    return "repaired" if "repaired" in outcomes else "clean"
