@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import calendar
-import hashlib
 import re
 import unicodedata
 from datetime import datetime, timedelta, timezone
@@ -12,6 +11,7 @@ from typing import Iterable, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .config import FeedConfig
+from .identity import DISTINCT_SAME_LINK, article_id, distinct_id, distinguishing_key, entitled, same_story, sha1
 from .models import Article, Translation
 from .parse import ParsedFeed, RawEntry, language_subtag
 
@@ -26,8 +26,16 @@ EARLIEST_PLAUSIBLE = datetime(1990, 1, 1, tzinfo=timezone.utc)
 FUTURE_TOLERANCE = timedelta(days=1)
 
 
+def _route_fragment(fragment: str) -> str:
+    """The fragment when it is a client-side route (``#/news/7``, ``#!/news/7``: single-page sites
+    address their pages that way), else ``""`` (an anchor inside a page: ``#top``, ``#comments``)."""
+    return fragment if fragment.startswith(("/", "!")) else ""
+
+
 def canonical_url(url: str | None) -> str | None:
-    """Lowercased scheme/host, default port dropped, tracking parameters and fragment removed.
+    """Lowercased scheme/host, default port dropped, tracking parameters removed, the fragment
+    removed unless it is a client-side route (``https://spa.example/#/news/7`` keeps ``#/news/7``:
+    it is what tells the site's stories apart).
     Non-http(s) links (``javascript:``, ``data:``, relative leftovers) give None."""
     if not url:
         return None
@@ -49,7 +57,7 @@ def canonical_url(url: str | None) -> str | None:
         netloc += f":{port}"
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not TRACKING_PARAMS.match(k)]
     path = parts.path or "/"
-    return urlunsplit((scheme, netloc, path, urlencode(query, doseq=True), ""))
+    return urlunsplit((scheme, netloc, path, urlencode(query, doseq=True), _route_fragment(parts.fragment)))
 
 
 _URL_TAB_NEWLINE_RE = re.compile(r"[\t\n\r]")
@@ -74,19 +82,6 @@ def safe_link(url: str | None) -> str | None:
     if parts.scheme.lower() in ("http", "https") and parts.hostname:
         return url
     return None
-
-
-def sha1(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
-
-
-def article_id(canonical: str | None, feed_url: str, guid: str | None, title: str, summary: str) -> str:
-    """sha1 of the canonical URL, else of feed URL + guid, else of feed URL + text."""
-    if canonical:
-        return sha1(canonical)
-    if guid:
-        return sha1(f"{feed_url}\n{guid}")
-    return sha1(f"{feed_url}\n{title}\n{summary[:500]}")
 
 
 def content_hash(title: str, summary: str, content: str | None) -> str:
@@ -230,8 +225,9 @@ def normalize_entry(raw: RawEntry, feed: FeedConfig, fetched_at: datetime,
     language = declared
     if detector is not None:
         language = detector.detect(f"{title}. {summary}", declared)
+    scope = None if canonical is None or entitled(feed, canonical) else feed.id
     return Article(
-        id=article_id(canonical, feed.url, raw.guid, title, summary),
+        id=article_id(canonical, feed.url, raw.guid, title, summary, scope=scope),
         feed_id=feed.id,
         url=link,
         canonical_url=canonical,
@@ -261,9 +257,13 @@ def _replacements(raw: RawEntry) -> int:
 def normalize_feed(parsed: ParsedFeed, feed: FeedConfig, fetched_at: datetime,
                    detector: LanguageDetector | None = None) -> tuple[list[Article], list[str]]:
     """All entries of one feed; a bad entry is skipped with a warning, never fails the feed.
-    Duplicated GUIDs/links inside one document collapse to the first occurrence."""
+    Copies of one story inside one document (same id, :func:`identity.same_story`) collapse to
+    the first occurrence; distinct stories under one link (different guids, or no guids and
+    different titles) each keep an id of their own (:func:`identity.distinct_id`), reported in
+    the problems (one line per link)."""
     out: dict[str, Article] = {}
     problems: list[str] = []
+    shared: dict[str, int] = {}  # base id -> distinct stories beyond the first
     for raw in parsed.entries:
         try:
             a = normalize_entry(raw, feed, fetched_at, detector, parsed.language_tag or parsed.language,
@@ -271,5 +271,15 @@ def normalize_feed(parsed: ParsedFeed, feed: FeedConfig, fetched_at: datetime,
         except Exception as exc:  # noqa: BLE001
             problems.append(f"skipped entry {raw.guid or raw.link!r}: {exc.__class__.__name__}: {exc}")
             continue
+        first = out.get(a.id)
+        if first is not None and not same_story(first.guid, first.title, a.guid, a.title):
+            base = a.id
+            a = a.replace(id=distinct_id(base, distinguishing_key(a.guid, a.title)))
+            if a.id not in out:
+                shared[base] = shared.get(base, 0) + 1
         out.setdefault(a.id, a)
+    for base, n in shared.items():
+        link = out[base].canonical_url or out[base].guid
+        problems.append(f"{DISTINCT_SAME_LINK}: {n + 1} distinct stories (different guid or title) share {link!r}; "
+                        "each is stored as its own item")
     return list(out.values()), problems

@@ -32,6 +32,7 @@ from .errors import TransientFeedError
 from .fetch import FetchResult
 from .logs import get_logger, log
 from .models import Article, FeedState
+from .identity import DISTINCT_SAME_LINK
 from .politeness import is_due, next_state, reconcile
 from .pollresult import FeedOutcome, PollResult
 from .settings import Settings
@@ -122,6 +123,10 @@ def tally_polls(polls: Sequence[PollResult], counters: Counter) -> list[Article]
         else:
             counters["fetched"] += 1
         counters["items_seen"] += len(p.articles)
+        # links under which the document had several distinct stories (each stored as its own item)
+        shared = sum(1 for w in p.warnings if w.startswith(DISTINCT_SAME_LINK))
+        if shared:
+            counters[DISTINCT_SAME_LINK] += shared
         articles.extend(p.articles)
     return articles
 
