@@ -51,7 +51,8 @@ from ..analysis import analyse_lemmas
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..logs import log
 from ..models import Article, FeedState, from_iso, to_iso
-from .base import AlertEntry, Closing, IndexResult, SearchRequest, SearchResult, Stats, TranslationKey
+from .base import (AlertEntry, Closing, IndexResult, SearchRequest, SearchResult, Stats, StoredVersion,
+                   TranslationKey)
 
 logger = logging.getLogger("mediamon.store.elasticsearch")
 
@@ -419,6 +420,15 @@ class ElasticsearchStore(Closing):
     def known_ids(self, ids: Iterable[str]) -> set[str]:
         ids = list(dict.fromkeys(ids))
         return set(self._lookup(ids, source=False)) if ids else set()
+
+    def stored_versions(self, ids: Iterable[str]) -> dict[str, StoredVersion]:
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return {}
+        hits = self._lookup(ids, source=["content_hash", "feed_id"])
+        return {aid: StoredVersion(str((h.get("_source") or {}).get("content_hash") or ""),
+                                   str((h.get("_source") or {}).get("feed_id") or ""))
+                for aid, h in hits.items()}
 
     def index(self, articles: Sequence[Article]) -> IndexResult:
         if not articles:

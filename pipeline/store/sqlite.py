@@ -30,7 +30,8 @@ from typing import Iterable, Sequence
 from ..analysis import FIELD_GAP, analyse, analyse_lemmas
 from ..errors import StoreError, StoreUnavailable
 from ..models import Article, FeedState, to_iso
-from .base import AlertEntry, Closing, IndexResult, SearchRequest, SearchResult, Stats, TranslationKey
+from .base import (AlertEntry, Closing, IndexResult, SearchRequest, SearchResult, Stats, StoredVersion,
+                   TranslationKey)
 
 FTS_COLUMNS = ("title", "summary", "content", "title_raw", "summary_raw", "content_raw",
                "title_lem", "summary_lem", "content_lem")
@@ -316,6 +317,15 @@ class SQLiteStore(Closing):
             chunk = ids[i:i + 500]
             q = f"SELECT id FROM articles WHERE id IN ({','.join('?' * len(chunk))})"
             found.update(r[0] for r in self._db.execute(q, chunk))
+        return found
+
+    def stored_versions(self, ids: Iterable[str]) -> dict[str, StoredVersion]:
+        ids = list(dict.fromkeys(ids))
+        found: dict[str, StoredVersion] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            q = f"SELECT id, content_hash, feed_id FROM articles WHERE id IN ({','.join('?' * len(chunk))})"
+            found.update((r[0], StoredVersion(r[1], r[2])) for r in self._db.execute(q, chunk))
         return found
 
     INDEX_CHUNK = 500  # articles per executemany batch
