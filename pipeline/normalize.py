@@ -199,6 +199,56 @@ def _nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text) if text else text
 
 
+# Invisible characters that reorder or hide text (issue 16): bidi embeddings/overrides (U+202A–U+202E)
+# and isolates (U+2066–U+2069), zero-width space (U+200B), word joiner (U+2060), BOM/ZWNBSP
+# (U+FEFF) and the C1 controls (U+0080–U+009F).  Removed, not replaced by a space: "Оре\u200bшник"
+# is the word Орешник again, which is what search and the alert rules must see.
+_INVISIBLE_RE = re.compile("[\u202a-\u202e\u2066-\u2069\u200b\u2060\ufeff\x80-\x9f]")
+# ZWNJ (U+200C) and ZWJ (U+200D) are needed inside words of some scripts (Persian ``می‌خواهم``,
+# Devanagari/Bengali conjuncts, Malayalam chillu) and in emoji sequences (👩‍💻): they stay
+# between two letters or marks of a script that uses them (code point U+0590 and above, except
+# the Latin/Greek/Cyrillic extension blocks) and, for ZWJ, between two emoji; anywhere else (inside a
+# Latin or Cyrillic word, at a word's edge) they only hide a word from search and are removed.
+_JOINERS_RE = re.compile("[\u200c\u200d]")
+_LCG_BLOCKS = ((0x1C80, 0x1CBF), (0x1D00, 0x1FFF), (0x2C60, 0x2C7F), (0x2DE0, 0x2DFF), (0xA640, 0xA69F),
+               (0xA720, 0xA7FF), (0xAB30, 0xAB6F), (0xFF00, 0xFFEF))
+
+
+def _joining_letter(ch: str) -> bool:
+    """A letter or mark of a script where ZWNJ/ZWJ shape the text (not Latin, Greek, Cyrillic)."""
+    cp = ord(ch)
+    if cp < 0x0590 or any(lo <= cp <= hi for lo, hi in _LCG_BLOCKS):
+        return False
+    return unicodedata.category(ch)[0] in "LM"
+
+
+def _emoji_part(ch: str) -> bool:
+    """A piece of an emoji ZWJ sequence: a symbol, a skin-tone modifier or the emoji selector."""
+    return unicodedata.category(ch) in ("So", "Sk") or ch == "\ufe0f"
+
+
+def strip_invisible(text: str) -> str:
+    """``text`` without the characters that hide or reorder what a reader sees (see
+    ``_INVISIBLE_RE``); ZWNJ/ZWJ kept only where a script or an emoji needs them."""
+    if not text:
+        return text
+    text = _INVISIBLE_RE.sub("", text)
+    if "\u200c" not in text and "\u200d" not in text:
+        return text
+
+    def keep(m: re.Match[str]) -> str:
+        i = m.start()
+        before = text[i - 1] if i > 0 else ""
+        after = text[i + 1] if i + 1 < len(text) else ""
+        if before and after and _joining_letter(before) and _joining_letter(after):
+            return m.group()
+        if m.group() == "\u200d" and before and after and _emoji_part(before) and _emoji_part(after):
+            return m.group()
+        return ""
+
+    return _JOINERS_RE.sub(keep, text)
+
+
 def declared_language(feed: FeedConfig, raw: RawEntry, feed_tag: str | None) -> tuple[str | None, str | None]:
     """(primary subtag, tag as written) of the language declared for an entry, first found of: the
     configuration (feeds.yaml), the entry's xml:lang, the feed's <language> / root xml:lang /
@@ -216,8 +266,10 @@ def normalize_entry(raw: RawEntry, feed: FeedConfig, fetched_at: datetime,
                     encoding_errors: bool = False) -> Article:
     # NFC: a feed may send "й" as "и" + combining breve; Elasticsearch's analyzers and our Python
     # tokenizer must see the same letters, so text is composed once, here, at ingest
-    title, summary = _nfc(raw.title), _nfc(raw.summary)
-    content = _nfc(raw.content) if raw.content else raw.content
+    # invisible characters (bidi overrides, zero-width, C1 controls) go before anything else sees
+    # the text: the stored title, the search index, the alert rules and every email agree
+    title, summary = strip_invisible(_nfc(raw.title)), strip_invisible(_nfc(raw.summary))
+    content = strip_invisible(_nfc(raw.content)) if raw.content else raw.content
     link = safe_link(raw.link)
     canonical = canonical_url(link)
     declared, tag = declared_language(feed, raw, feed_language)
