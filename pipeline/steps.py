@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 from .config import AlertConfig, FeedConfig, TopicConfig
 from .errors import TransientFeedError
 from .fetch import FetchResult
 from .logs import get_logger, log
 from .models import Article, FeedState
-from .identity import DISTINCT_SAME_LINK, article_id, distinct_id, distinguishing_key, same_story
+from .identity import DISTINCT_SAME_LINK, article_id, distinct_id, distinguishing_key, entitled, same_story
 from .politeness import is_due, next_state, reconcile
 from .pollresult import FeedOutcome, PollResult
 from .settings import Settings
@@ -153,9 +153,11 @@ class Dedup:
     updated: list[Article]  # same story, content changed: stored again, first-seen time kept
     duplicates: int
     distinct: int = 0  # new stories under a link an earlier, different story already holds
+    reclaimed: list[Article] = field(default_factory=list)  # global ids taken back from unentitled feeds
 
 
-def sort_known(store: ArticleStore, articles: Iterable[Article]) -> Dedup:
+def sort_known(store: ArticleStore, articles: Iterable[Article],
+               feeds: Mapping[str, FeedConfig] | None = None) -> Dedup:
     """Sort a batch against the store (docs/RELIABILITY.md, "Story identity and updates"):
 
     * an id the store does not hold: **new**;
@@ -170,6 +172,11 @@ def sort_known(store: ArticleStore, articles: Iterable[Article]) -> Dedup:
       guids and another title: 5,000 stories sharing one link): the item takes the id of a
       distinct story (``identity.distinct_id``) and is sorted again under it.
 
+    With ``feeds`` (the configured feeds by id), an item of a feed entitled to its URL's global id
+    that finds the id held by a feed *not* entitled to the URL (stored before issue 16's identity
+    rule, or by a feed since removed) **reclaims** it: it is stored over that copy, credited to
+    its own feed (counter ``reclaimed``).
+
     An item that normalisation already gave a distinct-story id (its document had another story
     first under the link) but whose story holds the link's own id in the store is sorted under
     that id: which story comes first in a document never changes an item's id."""
@@ -182,6 +189,7 @@ def sort_known(store: ArticleStore, articles: Iterable[Article]) -> Dedup:
         batch[a.id] = a
     new: list[Article] = []
     updated: list[Article] = []
+    reclaimed: list[Article] = []
     distinct = 0
 
     def stored_story(ids: list[str]) -> dict[str, Article]:
@@ -217,6 +225,10 @@ def sort_known(store: ArticleStore, articles: Iterable[Article]) -> Dedup:
                 if round_:
                     distinct += 1
                     log(logger, 20, DISTINCT_SAME_LINK, feed_id=a.feed_id, article_id=a.id, url=a.canonical_url)
+            elif v.feed_id != a.feed_id and feeds is not None and _reclaims(a, v.feed_id, feeds):
+                reclaimed.append(a)  # written over the copy of a feed that was never entitled to the URL
+                log(logger, 30, "story_reclaimed", feed_id=a.feed_id, article_id=a.id, from_feed=v.feed_id,
+                    url=a.canonical_url)
             elif v.content_hash == a.content_hash or v.feed_id != a.feed_id:
                 dup += 1
             else:
@@ -236,7 +248,16 @@ def sort_known(store: ArticleStore, articles: Iterable[Article]) -> Dedup:
             else:
                 updated.append(a.replace(fetched_at=s.fetched_at))
                 log(logger, 20, "story_updated", feed_id=a.feed_id, article_id=a.id)
-    return Dedup(new, updated, dup, distinct)
+    return Dedup(new, updated, dup, distinct, reclaimed)
+
+
+def _reclaims(a: Article, holder: str, feeds: Mapping[str, FeedConfig]) -> bool:
+    """Does ``a`` (under its URL's global id) take the id over from the feed ``holder``?  Only
+    when ``a`` is entitled to the global id and the holder is not (or is no longer configured)."""
+    if not a.canonical_url or a.id != article_id(a.canonical_url, "", None, "", ""):
+        return False
+    holder_feed = feeds.get(holder)
+    return holder_feed is None or not entitled(holder_feed, a.canonical_url)
 
 
 def _link_id_of(a: Article) -> str | None:
@@ -252,17 +273,20 @@ def _link_id_of(a: Article) -> str | None:
     return None
 
 
-def deduplicate(store: ArticleStore, articles: Iterable[Article], counters: Counter) -> list[Article]:
-    """:func:`sort_known`, counting ``new``, ``updated`` and ``duplicates`` (and
-    ``distinct_same_link`` for new stories under a link another story holds); returns the new and
-    the updated articles, which go through the rest of the cycle alike."""
-    d = sort_known(store, articles)
+def deduplicate(store: ArticleStore, articles: Iterable[Article], counters: Counter,
+                feeds: Sequence[FeedConfig] | None = None) -> list[Article]:
+    """:func:`sort_known`, counting ``new``, ``updated``, ``reclaimed`` and ``duplicates`` (and
+    ``distinct_same_link`` for new stories under a link another story holds); returns the new, the
+    updated and the reclaimed articles, which go through the rest of the cycle alike."""
+    d = sort_known(store, articles, {f.id: f for f in feeds} if feeds is not None else None)
     counters["new"] += len(d.new)
     counters["updated"] += len(d.updated)
     counters["duplicates"] += d.duplicates
     if d.distinct:
         counters[DISTINCT_SAME_LINK] += d.distinct
-    return d.new + d.updated
+    if d.reclaimed:
+        counters["reclaimed"] += len(d.reclaimed)
+    return d.new + d.updated + d.reclaimed
 
 
 # --- enrich -------------------------------------------------------------------------------------------

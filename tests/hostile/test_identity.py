@@ -77,6 +77,45 @@ def test_a_hostile_feed_cannot_suppress_the_outlets_story(hserver, hsettings, sm
     assert "Орешник" in body and "Weather update" not in body
 
 
+def test_a_claim_stored_before_the_rule_is_taken_back_by_the_outlet(hserver, hsettings, smtp, warm):
+    """A store written before the identity rule holds the hostile copy under the URL's global id;
+    TASS's own item reclaims the id (stored over it, credited to TASS, searchable, alerted)."""
+    from datetime import datetime, timezone
+
+    from pipeline.models import Article
+
+    settings = _mail_settings(hsettings, smtp)
+    canonical = canonical_url(HOSTILE_LINK)
+    at = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    legacy = Article(id=article_id(canonical, "", None, "", ""), feed_id="hostile", url=HOSTILE_LINK,
+                     canonical_url=canonical, guid="w-1", source="Hostile hostile", feed_language="en",
+                     language="en", title="Weather update", summary="Sunny.", published_at=at, fetched_at=at,
+                     content_hash="legacy")
+    with SQLiteStore(settings.store_path) as store:
+        store.index([legacy])
+    hserver.expect_request("/hostile").respond_with_data(
+        gen.rss([gen.item("Weather update", HOSTILE_LINK, guid="w-1", description="Sunny.")]).encode(),
+        content_type="application/rss+xml")
+    hserver.expect_request("/tass").respond_with_data(
+        gen.rss([gen.item(REAL_TITLE, "https://tass.example/politika/100100", guid="tass-100100")]).encode(),
+        content_type="application/rss+xml")
+    hostile = feed("hostile", hserver.url_for("/hostile"), language="en")
+    tass = FeedConfig(id="tass", url=hserver.url_for("/tass"), source="TASS", language="ru",
+                      domains=("tass.example",))
+    rule = AlertConfig(id="oreshnik", query="Орешник", recipients=("analyst@example.org",), mode="immediate")
+    o = cycle(settings, [hostile, tass], alerts=[rule])
+    c = o.report.counters_dict()
+    assert c["reclaimed"] == 1 and c["new"] == 1, c  # the hostile feed's copy is new under its own id
+    by_id = {a.id: a for a in o.articles}
+    real = by_id[legacy.id]
+    assert real.feed_id == "tass" and real.title == REAL_TITLE
+    assert {a.feed_id for a in o.articles} == {"tass", "hostile"} and len(o.articles) == 2
+    assert c["alert_items_sent"] == 1
+    o2 = cycle(settings, [hostile, tass], alerts=[rule], force=True)
+    c2 = o2.report.counters_dict()
+    assert c2.get("reclaimed", 0) == 0 and c2["duplicates"] == 2 and c2.get("alert_items_sent", 0) == 0, c2
+
+
 def test_feeds_entitled_to_one_outlet_share_its_story(hserver, hsettings, warm):
     """Two feeds of one outlet (the same registrable domain as the URL, or declaring it) give its
     URL one document; the second copy is a duplicate."""
