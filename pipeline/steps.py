@@ -204,11 +204,9 @@ def sort_known(store: ArticleStore, articles: Iterable[Article],
     for a in items:
         s = held.get(bases.get(a.id, ""))
         if s is not None and s.feed_id == a.feed_id and same_story(s.guid, s.title, a.guid, a.title):
+            # (the batch may also hold another story under that id: it is told apart below)
             a = a.replace(id=s.id)
-            if a.id in batch:
-                dup += 1
-                continue
-            versions[a.id] = store.stored_versions([a.id])[a.id]
+            versions.update(store.stored_versions([a.id]))
         first.append(a)
 
     pending = first
@@ -229,7 +227,8 @@ def sort_known(store: ArticleStore, articles: Iterable[Article],
                 reclaimed.append(a)  # written over the copy of a feed that was never entitled to the URL
                 log(logger, 30, "story_reclaimed", feed_id=a.feed_id, article_id=a.id, from_feed=v.feed_id,
                     url=a.canonical_url)
-            elif v.content_hash == a.content_hash or v.feed_id != a.feed_id:
+            elif v.feed_id != a.feed_id or (v.content_hash == a.content_hash
+                                             and not (v.guid and a.guid and v.guid != a.guid)):
                 dup += 1
             else:
                 changed.append(a)

@@ -227,7 +227,7 @@ def test_stored_versions_and_an_update_overwrite_the_stored_document(httpserver)
     stub = BulkStub(httpserver)
     store = make_store(httpserver)
     assert store.stored_versions(["upd", "new", "upd"]) == {"upd": StoredVersion("h1", "tass")}
-    assert searches[0]["_source"] == ["content_hash", "feed_id"]
+    assert searches[0]["_source"] == ["content_hash", "feed_id", "guid"]
     assert sorted(searches[0]["query"]["ids"]["values"]) == ["new", "upd"]
     assert store.stored_versions([]) == {}
 

@@ -132,10 +132,10 @@ class TestArticleStore:
         assert store.stored_versions(["a1", "zz", "a2", "a1"]) == {
             "a1": StoredVersion("x", "tass"), "a2": StoredVersion("x", "reuters")}
         assert store.stored_versions([]) == {}
-        changed = arts[1].replace(title="Weather update for the weekend", content_hash="y", topics=())
+        changed = arts[1].replace(title="Weather update for the weekend", content_hash="y", topics=(), guid="g-2")
         result = store.index([changed])
         assert result.updated == ("a2",) and not result.created
-        assert store.stored_versions(["a2"]) == {"a2": StoredVersion("y", "reuters")}
+        assert store.stored_versions(["a2"]) == {"a2": StoredVersion("y", "reuters", "g-2")}
         assert store.get_articles(["a2"]) == [changed]
         assert store.count() == len(arts)
         ids = lambda q: {a.id for a in store.search(SearchRequest(query=q, limit=50)).hits}  # noqa: E731

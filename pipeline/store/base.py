@@ -43,11 +43,12 @@ class IndexResult:
 
 @dataclass(frozen=True, slots=True)
 class StoredVersion:
-    """What deduplication needs of a stored article: its content hash (title + summary + content)
-    and the feed its copy is credited to (issue 16: an item whose hash changed is an update)."""
+    """What deduplication needs of a stored article: its content hash (title + summary + content),
+    the feed its copy is credited to and its guid (issue 16: an item whose hash changed is an update)."""
 
     content_hash: str
     feed_id: str
+    guid: str | None = None  # two stories under one link with the same text differ by guid
 
 
 @dataclass(frozen=True, slots=True)

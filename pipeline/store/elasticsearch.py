@@ -425,10 +425,12 @@ class ElasticsearchStore(Closing):
         ids = list(dict.fromkeys(ids))
         if not ids:
             return {}
-        hits = self._lookup(ids, source=["content_hash", "feed_id"])
-        return {aid: StoredVersion(str((h.get("_source") or {}).get("content_hash") or ""),
-                                   str((h.get("_source") or {}).get("feed_id") or ""))
-                for aid, h in hits.items()}
+        out: dict[str, StoredVersion] = {}
+        for aid, h in self._lookup(ids, source=["content_hash", "feed_id", "guid"]).items():
+            src = h.get("_source") or {}
+            out[aid] = StoredVersion(str(src.get("content_hash") or ""), str(src.get("feed_id") or ""),
+                                     src.get("guid") or None)
+        return out
 
     def index(self, articles: Sequence[Article]) -> IndexResult:
         if not articles:

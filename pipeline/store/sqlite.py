@@ -324,8 +324,9 @@ class SQLiteStore(Closing):
         found: dict[str, StoredVersion] = {}
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
-            q = f"SELECT id, content_hash, feed_id FROM articles WHERE id IN ({','.join('?' * len(chunk))})"
-            found.update((r[0], StoredVersion(r[1], r[2])) for r in self._db.execute(q, chunk))
+            q = (f"SELECT id, content_hash, feed_id, json_extract(doc, '$.guid') FROM articles"
+                 f" WHERE id IN ({','.join('?' * len(chunk))})")
+            found.update((r[0], StoredVersion(r[1], r[2], r[3])) for r in self._db.execute(q, chunk))
         return found
 
     INDEX_CHUNK = 500  # articles per executemany batch

@@ -154,6 +154,21 @@ def test_a_new_story_under_a_stored_link_is_a_new_item(hserver, hsettings, warm)
     assert len(o3.articles) == len(o1.articles) + 2 == 4
 
 
+def test_same_text_under_one_link_with_another_guid_is_another_story(hserver, hsettings, warm):
+    """A live blog that repeats one headline under one link: each new guid is a new item."""
+    for guid in ("a", "b", "b"):
+        hserver.expect_ordered_request("/blog").respond_with_data(
+            gen.rss([gen.item("Live: the latest", "https://tass.example/live", guid=guid)]).encode(),
+            content_type="application/rss+xml")
+    f = FeedConfig(id="blog", url=hserver.url_for("/blog"), source="TASS", domains=("tass.example",))
+    cycle(hsettings, [f])
+    o2 = cycle(hsettings, [f], force=True)
+    o3 = cycle(hsettings, [f], force=True)
+    assert o2.report.counters_dict()["new"] == 1 and sorted(a.guid for a in o2.articles) == ["a", "b"]
+    c3 = o3.report.counters_dict()
+    assert c3["new"] == 0 and c3["duplicates"] == 1 and len(o3.articles) == 2, c3
+
+
 def test_hash_routed_links_are_distinct_stories(hserver, hsettings, warm):
     items = [gen.item(f"SPA story {i}", f"https://spa.example/#/news/{i}") for i in range(3)]
     items.append(gen.item("Anchor copy", "https://spa.example/page#comments"))
