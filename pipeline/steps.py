@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 from .config import AlertConfig, FeedConfig, TopicConfig
 from .errors import TransientFeedError
 from .fetch import FetchResult
+from .identity import DISTINCT_SAME_LINK, article_id, distinct_id, distinguishing_key, entitled, same_story
 from .logs import get_logger, log
 from .models import Article, FeedState
-from .identity import DISTINCT_SAME_LINK, article_id, distinct_id, distinguishing_key, entitled, same_story
 from .politeness import is_due, next_state, reconcile
 from .pollresult import FeedOutcome, PollResult
 from .settings import Settings
