@@ -61,7 +61,7 @@ def _ids_of(feed: dict, feed_server) -> set[str]:
 
     path = "/" + feed["url"].split("/", 3)[3]
     parsed = parse_feed(feed_server.bodies[path], url=feed["url"])
-    fc = FeedConfig(id=feed["id"], url=feed["url"], source=feed["source"])
+    fc = FeedConfig(id=feed["id"], url=feed["url"], source=feed["source"], domains=tuple(feed.get("domains", ())))
     return {a.id for a in normalize_feed(parsed, fc, datetime.now(timezone.utc))[0]}
 
 
