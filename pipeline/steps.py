@@ -245,7 +245,11 @@ def sort_known(store: ArticleStore, articles: Iterable[Article],
                 else:
                     pending.append(rekeyed)
             else:
-                updated.append(a.replace(fetched_at=s.fetched_at))
+                # first seen is kept; so is the date when the feed still gives none (it was the
+                # first fetch time, not this one)
+                updated.append(a.replace(fetched_at=s.fetched_at, published_at=s.published_at,
+                                         date_inferred=s.date_inferred) if a.date_inferred
+                               else a.replace(fetched_at=s.fetched_at))
                 log(logger, 20, "story_updated", feed_id=a.feed_id, article_id=a.id)
     return Dedup(new, updated, dup, distinct, reclaimed)
 

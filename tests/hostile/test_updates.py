@@ -67,6 +67,7 @@ def test_a_changed_title_is_an_update_reclassified_reindexed_and_alerted(hserver
     now = s2[LINK]
     assert now.id == first.id and now.title == "Учения в Белоруссии: показан «Орешник»"
     assert now.fetched_at == first.fetched_at  # first seen, kept
+    assert now.published_at == first.published_at and now.date_inferred  # no date in the feed: the first one
     assert datetime.now(timezone.utc) - first.fetched_at >= timedelta(seconds=1)
     assert now.topics == ("oreshnik",)  # classified again
     assert now.title_en is None  # (translation is off in tests; English: see the next test)
