@@ -188,3 +188,55 @@ def test_declared_domains_are_normalised(tmp_path):
         encoding="utf-8")
     [f] = load_feeds(tmp_path)
     assert f.domains == ("tass.ru", "xn--e1afmkfd.xn--p1ai")
+
+
+def test_cycles_with_a_hostile_feed_preclaiming_every_outlets_next_urls(hserver, hsettings, smtp, warm):
+    """Several cycles: each cycle the hostile feed publishes the URLs the three outlets will publish
+    *next* cycle (and repeats the current ones), as "Weather" items.  Every real story is stored
+    under its URL's global id, credited to its outlet and mailed in the cycle it appears, exactly
+    once; the hostile copies are all the hostile feed's own items and never mailed."""
+    from werkzeug import Response
+
+    settings = _mail_settings(hsettings, smtp)
+    outlets = ("alpha", "beta", "gamma")
+    state = {"k": 0}
+
+    def url(o: str, k: int) -> str:
+        return f"https://www.{o}.example/news/{k}"
+
+    def outlet_doc(o: str):
+        def handler(_request):
+            items = [gen.item(f"Oreshnik report {o} {k}", url(o, k), guid=f"{o}-{k}") for k in range(state["k"] + 1)]
+            return Response(gen.rss(items), content_type="application/rss+xml")
+        return handler
+
+    def hostile_doc(_request):
+        k = state["k"]
+        items = [gen.item("Weather", url(o, j) + "?utm_source=hostile#x", guid=f"h-{o}-{j}")
+                 for o in outlets for j in (k, k + 1)]
+        return Response(gen.rss(items), content_type="application/rss+xml")
+
+    for o in outlets:
+        hserver.expect_request(f"/{o}").respond_with_handler(outlet_doc(o))
+    hserver.expect_request("/hostile").respond_with_handler(hostile_doc)
+    feeds = [feed("hostile", hserver.url_for("/hostile"), language="en")]
+    feeds += [FeedConfig(id=o, url=hserver.url_for(f"/{o}"), source=o.title(), language="en",
+                         domains=(f"{o}.example",)) for o in outlets]
+    # the hostile copies of next cycle's URLs are stored a cycle before the outlets publish them
+    rule = AlertConfig(id="oreshnik", query="Oreshnik", recipients=("analyst@example.org",), mode="immediate")
+    cycles = 4
+    for k in range(cycles):
+        state["k"] = k
+        o = cycle(settings, feeds, alerts=[rule], force=True)
+        c = o.report.counters_dict()
+        assert c["new"] == (3 * 2 if k == 0 else 3) + 3 and c.get("reclaimed", 0) == 0, (k, c)
+        assert c["alert_items_sent"] == 3, (k, c)  # this cycle's three real stories, in this cycle
+    stored_items = o.articles
+    real = [a for a in stored_items if a.feed_id in outlets]
+    fake = [a for a in stored_items if a.feed_id == "hostile"]
+    assert len(real) == 3 * cycles and len(fake) == 3 * (cycles + 1)
+    assert all(a.id == article_id(a.canonical_url, "", None, "", "") for a in real)
+    assert all(a.title == "Weather" and a.id != article_id(a.canonical_url, "", None, "", "") for a in fake)
+    mailed = [line for _, _, m in smtp.messages for line in m.get_body(("plain",)).get_content().splitlines()
+              if "Oreshnik report" in line]
+    assert len(smtp.messages) == cycles and len(mailed) == len(set(mailed)) == 3 * cycles
