@@ -177,6 +177,10 @@ def sort_known(store: ArticleStore, articles: Iterable[Article],
     rule, or by a feed since removed) **reclaims** it: it is stored over that copy, credited to
     its own feed (counter ``reclaimed``).
 
+    An item under a feed-scoped id whose URL's global id holds the same feed's copy (stored
+    before the identity rule) is sorted under the global id: an upgrade stores and mails nothing
+    twice.
+
     An item that normalisation already gave a distinct-story id (its document had another story
     first under the link) but whose story holds the link's own id in the store is sorted under
     that id: which story comes first in a document never changes an item's id."""
@@ -197,6 +201,18 @@ def sort_known(store: ArticleStore, articles: Iterable[Article],
 
     items = list(batch.values())
     versions = store.stored_versions(a.id for a in items)
+    # a feed-scoped item whose URL's global id holds this feed's own copy, stored before the
+    # identity rule: that copy is this item (kept under its id: not stored or mailed twice)
+    legacy = {a.id: g for a in items if a.id not in versions and a.canonical_url
+              and a.id == article_id(a.canonical_url, "", None, "", "", scope=a.feed_id)
+              and (g := article_id(a.canonical_url, "", None, "", "")) not in batch}
+    if legacy:
+        held_global = store.stored_versions(legacy.values())
+        for i, a in enumerate(items):
+            v = held_global.get(legacy.get(a.id, ""))
+            if v is not None and v.feed_id == a.feed_id:
+                items[i] = a.replace(id=legacy[a.id])
+                versions[items[i].id] = v
     # items not stored under their id: is it a distinct-story id whose story holds the link's id?
     bases = {a.id: b for a in items if a.id not in versions and (b := _link_id_of(a)) is not None}
     held = stored_story(list(dict.fromkeys(bases.values())))

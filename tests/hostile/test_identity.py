@@ -116,6 +116,28 @@ def test_a_claim_stored_before_the_rule_is_taken_back_by_the_outlet(hserver, hse
     assert c2.get("reclaimed", 0) == 0 and c2["duplicates"] == 2 and c2.get("alert_items_sent", 0) == 0, c2
 
 
+def test_an_upgrade_stores_and_mails_nothing_twice(hserver, hsettings, smtp, warm):
+    """A store written before the rule holds an aggregator's items under their URLs' global ids
+    (simulated: the first cycle runs with the feed entitled); under the rule the feed's ids are
+    feed-scoped, yet its own earlier copies are recognised: nothing stored or mailed again, and an
+    update of such an item is still an update."""
+    settings = _mail_settings(hsettings, smtp)
+    for title in ("Oreshnik moved west", "Oreshnik moved west", "Oreshnik moved west again"):
+        hserver.expect_ordered_request("/agg").respond_with_data(
+            gen.rss([gen.item(title, "https://tass.example/politika/7", guid="agg-7")]).encode(),
+            content_type="application/rss+xml")
+    rule = AlertConfig(id="oreshnik", query="Oreshnik", recipients=("analyst@example.org",), mode="immediate")
+    before = FeedConfig(id="agg", url=hserver.url_for("/agg"), source="Agg", domains=("tass.example",))
+    after = FeedConfig(id="agg", url=hserver.url_for("/agg"), source="Agg")
+    o1 = cycle(settings, [before], alerts=[rule])
+    o2 = cycle(settings, [after], alerts=[rule], force=True)
+    o3 = cycle(settings, [after], alerts=[rule], force=True)
+    c2, c3 = o2.report.counters_dict(), o3.report.counters_dict()
+    assert c2["new"] == 0 and c2["duplicates"] == 1 and len(o2.articles) == 1, c2
+    assert c3["updated"] == 1 and c3["new"] == 0 and [a.id for a in o3.articles] == [o1.articles[0].id], c3
+    assert len(smtp.messages) == 1  # mailed once, in the first cycle
+
+
 def test_feeds_entitled_to_one_outlet_share_its_story(hserver, hsettings, warm):
     """Two feeds of one outlet (the same registrable domain as the URL, or declaring it) give its
     URL one document; the second copy is a duplicate."""
