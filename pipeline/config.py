@@ -33,8 +33,22 @@ class FeedConfig(BaseModel):
     tags: tuple[str, ...] = ()
     interval: float | None = Field(default=None, gt=0, description="poll interval in seconds")
     enabled: bool = True
+    # outlet domains whose URLs this feed may claim besides its own registrable domain
+    # (pipeline/identity.py: a feed served from a CDN or a feed host, e.g. feeds.example.net for tass.ru)
+    domains: tuple[str, ...] = ()
 
     _v_id = field_validator("id")(classmethod(lambda cls, v: _check_id(v)))
+
+    @field_validator("domains", mode="before")
+    @classmethod
+    def _domains(cls, v: Any) -> tuple[str, ...]:
+        from .identity import normalise_domains
+
+        if isinstance(v, str):
+            v = [v]
+        if not isinstance(v, (list, tuple)):
+            raise ValueError("must be a list of host names such as ['tass.ru', 'tass.com']")
+        return normalise_domains(v)
 
     @field_validator("url")
     @classmethod

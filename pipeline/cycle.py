@@ -123,7 +123,7 @@ def run_cycle(settings: Settings, *, store: Store | None = None, feeds: Sequence
         enriched_ids: list[str] = []
 
         def store_batch(batch: list[Article], final: bool) -> None:
-            new = deduplicate(store, batch, c)
+            new = deduplicate(store, batch, c, feeds)
             new_ids.update(a.id for a in new)
             if hook:
                 hook("deduplicated")

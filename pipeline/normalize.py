@@ -14,6 +14,7 @@ from typing import Iterable, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .config import FeedConfig
+from .identity import DISTINCT_SAME_LINK, article_id, distinct_id, distinguishing_key, entitled, same_story, sha1
 from .logs import get_logger, log
 from .models import Article, Translation
 from .parse import ParsedFeed, RawEntry, language_subtag
@@ -31,8 +32,16 @@ FUTURE_TOLERANCE = timedelta(days=1)
 logger = get_logger(__name__)
 
 
+def _route_fragment(fragment: str) -> str:
+    """The fragment when it is a client-side route (``#/news/7``, ``#!/news/7``: single-page sites
+    address their pages that way), else ``""`` (an anchor inside a page: ``#top``, ``#comments``)."""
+    return fragment if fragment.startswith(("/", "!")) else ""
+
+
 def canonical_url(url: str | None) -> str | None:
-    """Lowercased scheme/host, default port dropped, tracking parameters and fragment removed.
+    """Lowercased scheme/host, default port dropped, tracking parameters removed, the fragment
+    removed unless it is a client-side route (``https://spa.example/#/news/7`` keeps ``#/news/7``:
+    it is what tells the site's stories apart).
     Non-http(s) links (``javascript:``, ``data:``, relative leftovers) give None."""
     if not url:
         return None
@@ -54,7 +63,7 @@ def canonical_url(url: str | None) -> str | None:
         netloc += f":{port}"
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not TRACKING_PARAMS.match(k)]
     path = parts.path or "/"
-    return urlunsplit((scheme, netloc, path, urlencode(query, doseq=True), ""))
+    return urlunsplit((scheme, netloc, path, urlencode(query, doseq=True), _route_fragment(parts.fragment)))
 
 
 _URL_TAB_NEWLINE_RE = re.compile(r"[\t\n\r]")
@@ -79,19 +88,6 @@ def safe_link(url: str | None) -> str | None:
     if parts.scheme.lower() in ("http", "https") and parts.hostname:
         return url
     return None
-
-
-def sha1(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
-
-
-def article_id(canonical: str | None, feed_url: str, guid: str | None, title: str, summary: str) -> str:
-    """sha1 of the canonical URL, else of feed URL + guid, else of feed URL + text."""
-    if canonical:
-        return sha1(canonical)
-    if guid:
-        return sha1(f"{feed_url}\n{guid}")
-    return sha1(f"{feed_url}\n{title}\n{summary[:500]}")
 
 
 def content_hash(title: str, summary: str, content: str | None) -> str:
@@ -217,6 +213,56 @@ def _nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text) if text else text
 
 
+# Invisible characters that reorder or hide text (issue 16): bidi embeddings/overrides (U+202A–U+202E)
+# and isolates (U+2066–U+2069), zero-width space (U+200B), word joiner (U+2060), BOM/ZWNBSP
+# (U+FEFF) and the C1 controls (U+0080–U+009F).  Removed, not replaced by a space: "Оре\u200bшник"
+# is the word Орешник again, which is what search and the alert rules must see.
+_INVISIBLE_RE = re.compile("[\u202a-\u202e\u2066-\u2069\u200b\u2060\ufeff\x80-\x9f]")
+# ZWNJ (U+200C) and ZWJ (U+200D) are needed inside words of some scripts (Persian ``می‌خواهم``,
+# Devanagari/Bengali conjuncts, Malayalam chillu) and in emoji sequences (👩‍💻): they stay
+# between two letters or marks of a script that uses them (code point U+0590 and above, except
+# the Latin/Greek/Cyrillic extension blocks) and, for ZWJ, between two emoji; anywhere else (inside a
+# Latin or Cyrillic word, at a word's edge) they only hide a word from search and are removed.
+_JOINERS_RE = re.compile("[\u200c\u200d]")
+_LCG_BLOCKS = ((0x1C80, 0x1CBF), (0x1D00, 0x1FFF), (0x2C60, 0x2C7F), (0x2DE0, 0x2DFF), (0xA640, 0xA69F),
+               (0xA720, 0xA7FF), (0xAB30, 0xAB6F), (0xFF00, 0xFFEF))
+
+
+def _joining_letter(ch: str) -> bool:
+    """A letter or mark of a script where ZWNJ/ZWJ shape the text (not Latin, Greek, Cyrillic)."""
+    cp = ord(ch)
+    if cp < 0x0590 or any(lo <= cp <= hi for lo, hi in _LCG_BLOCKS):
+        return False
+    return unicodedata.category(ch)[0] in "LM"
+
+
+def _emoji_part(ch: str) -> bool:
+    """A piece of an emoji ZWJ sequence: a symbol, a skin-tone modifier or the emoji selector."""
+    return unicodedata.category(ch) in ("So", "Sk") or ch == "\ufe0f"
+
+
+def strip_invisible(text: str) -> str:
+    """``text`` without the characters that hide or reorder what a reader sees (see
+    ``_INVISIBLE_RE``); ZWNJ/ZWJ kept only where a script or an emoji needs them."""
+    if not text:
+        return text
+    text = _INVISIBLE_RE.sub("", text)
+    if "\u200c" not in text and "\u200d" not in text:
+        return text
+
+    def keep(m: re.Match[str]) -> str:
+        i = m.start()
+        before = text[i - 1] if i > 0 else ""
+        after = text[i + 1] if i + 1 < len(text) else ""
+        if before and after and _joining_letter(before) and _joining_letter(after):
+            return m.group()
+        if m.group() == "\u200d" and before and after and _emoji_part(before) and _emoji_part(after):
+            return m.group()
+        return ""
+
+    return _JOINERS_RE.sub(keep, text)
+
+
 def declared_language(feed: FeedConfig, raw: RawEntry, feed_tag: str | None) -> tuple[str | None, str | None]:
     """(primary subtag, tag as written) of the language declared for an entry, first found of: the
     configuration (feeds.yaml), the entry's xml:lang, the feed's <language> / root xml:lang /
@@ -255,8 +301,10 @@ def normalize_entry(raw: RawEntry, feed: FeedConfig, fetched_at: datetime,
     raw = _demojibake(raw, mojibake)
     # NFC: a feed may send "й" as "и" + combining breve; Elasticsearch's analyzers and our Python
     # tokenizer must see the same letters, so text is composed once, here, at ingest
-    title, summary = _nfc(raw.title), _nfc(raw.summary)
-    content = _nfc(raw.content) if raw.content else raw.content
+    # invisible characters (bidi overrides, zero-width, C1 controls) go before anything else sees
+    # the text: the stored title, the search index, the alert rules and every email agree
+    title, summary = strip_invisible(_nfc(raw.title)), strip_invisible(_nfc(raw.summary))
+    content = strip_invisible(_nfc(raw.content)) if raw.content else raw.content
     link = safe_link(raw.link)
     canonical = canonical_url(link)
     declared, tag = declared_language(feed, raw, feed_language)
@@ -264,8 +312,9 @@ def normalize_entry(raw: RawEntry, feed: FeedConfig, fetched_at: datetime,
     language = declared
     if detector is not None:
         language = detector.detect(f"{title}. {summary}", declared)
+    scope = None if canonical is None or entitled(feed, canonical) else feed.id
     return Article(
-        id=article_id(canonical, feed.url, raw.guid, title, summary),
+        id=article_id(canonical, feed.url, raw.guid, title, summary, scope=scope),
         feed_id=feed.id,
         url=link,
         canonical_url=canonical,
@@ -295,10 +344,14 @@ def _replacements(raw: RawEntry) -> int:
 def normalize_feed(parsed: ParsedFeed, feed: FeedConfig, fetched_at: datetime,
                    detector: LanguageDetector | None = None) -> tuple[list[Article], list[str]]:
     """All entries of one feed; a bad entry is skipped with a warning, never fails the feed.
-    Duplicated GUIDs/links inside one document collapse to the first occurrence."""
+    Copies of one story inside one document (same id, :func:`identity.same_story`) collapse to
+    the first occurrence; distinct stories under one link (different guids, or no guids and
+    different titles) each keep an id of their own (:func:`identity.distinct_id`), reported in
+    the problems (one line per link)."""
     out: dict[str, Article] = {}
     problems: list[str] = []
     mojibake: Counter = Counter()
+    shared: dict[str, int] = {}  # base id -> distinct stories beyond the first
     for raw in parsed.entries:
         try:
             a = normalize_entry(raw, feed, fetched_at, detector, parsed.language_tag or parsed.language,
@@ -306,7 +359,17 @@ def normalize_feed(parsed: ParsedFeed, feed: FeedConfig, fetched_at: datetime,
         except Exception as exc:  # noqa: BLE001
             problems.append(f"skipped entry {raw.guid or raw.link!r}: {exc.__class__.__name__}: {exc}")
             continue
+        first = out.get(a.id)
+        if first is not None and not same_story(first.guid, first.title, a.guid, a.title):
+            base = a.id
+            a = a.replace(id=distinct_id(base, distinguishing_key(a.guid, a.title)))
+            if a.id not in out:
+                shared[base] = shared.get(base, 0) + 1
         out.setdefault(a.id, a)
+    for base, n in shared.items():
+        link = out[base].canonical_url or out[base].guid
+        problems.append(f"{DISTINCT_SAME_LINK}: {n + 1} distinct stories (different guid or title) share {link!r}; "
+                        "each is stored as its own item")
     if mojibake["repaired"]:
         problems.append(f"mojibake: repaired the text of {mojibake['repaired']} item(s) "
                         "(UTF-8 that was read as cp1252/latin-1 somewhere upstream)")

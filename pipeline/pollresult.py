@@ -16,6 +16,7 @@ from .errors import FeedError, FeedParseError
 from .fetch import FetchResult
 from .logs import get_logger, log
 from .models import Article
+from .identity import DISTINCT_SAME_LINK
 from .normalize import LanguageDetector, normalize_feed
 from .parse import parse_feed
 from .settings import Settings
@@ -80,4 +81,7 @@ def parse_and_normalize(feed: FeedConfig, fetch: FetchResult, settings: Settings
         return PollResult(feed, fetch, error=err)
     for w in parsed.warnings:
         log(logger, 20, "parse_warning", feed_id=feed.id, warning=w)
+    for w in problems:
+        if w.startswith(DISTINCT_SAME_LINK):
+            log(logger, 30, DISTINCT_SAME_LINK, feed_id=feed.id, warning=w)
     return PollResult(feed, fetch, articles=articles, warnings=list(parsed.warnings) + problems)

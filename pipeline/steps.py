@@ -22,14 +22,16 @@ indexing is an upsert).  Alert matches are queued *before* indexing, so no crash
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 from .config import AlertConfig, FeedConfig, TopicConfig
 from .errors import TransientFeedError
 from .fetch import FetchResult
+from .identity import DISTINCT_SAME_LINK, article_id, distinct_id, distinguishing_key, entitled, same_story
 from .logs import get_logger, log
 from .models import Article, FeedState
 from .politeness import is_due, next_state, reconcile
@@ -49,7 +51,7 @@ STAGES = ("planned", "polled", "deduplicated", "translated", "classified", "queu
           "committed")
 
 COUNTER_KEYS = ("feeds", "due", "skipped", "fetched", "not_modified", "failed_feeds", "items_seen", "new",
-                "duplicates", "indexed", "index_failed", "errors")
+                "updated", "duplicates", "indexed", "index_failed", "errors")
 
 Hook = Callable[[str], None]
 
@@ -111,6 +113,9 @@ def plan(feeds: Sequence[FeedConfig], store: FeedStateStore, settings: Settings,
 
 # --- poll (the engine is pipeline.poll) ---------------------------------------------------------------
 
+_DISTINCT_RE = re.compile(rf"^{DISTINCT_SAME_LINK}: (\d+) ")
+
+
 def tally_polls(polls: Sequence[PollResult], counters: Counter) -> list[Article]:
     """Count fetched / not_modified / failed feeds and items seen; return all polled articles."""
     articles: list[Article] = []
@@ -123,6 +128,11 @@ def tally_polls(polls: Sequence[PollResult], counters: Counter) -> list[Article]
         else:
             counters["fetched"] += 1
         counters["items_seen"] += len(p.articles)
+        # stories beyond the first under one link in the document (each stored as its own item)
+        for w in p.warnings:
+            m = _DISTINCT_RE.match(w)
+            if m:
+                counters[DISTINCT_SAME_LINK] += int(m.group(1)) - 1
         articles.extend(p.articles)
     return articles
 
@@ -130,7 +140,51 @@ def tally_polls(polls: Sequence[PollResult], counters: Counter) -> list[Article]
 # --- deduplicate --------------------------------------------------------------------------------------
 
 def drop_known(store: ArticleStore, articles: Iterable[Article]) -> tuple[list[Article], int]:
-    """Articles not yet in the store, first occurrence wins within the batch; (new, duplicates)."""
+    """Articles not yet in the store or updated since stored (:func:`sort_known`), first
+    occurrence wins within the batch; (new and updated, duplicates)."""
+    d = sort_known(store, articles)
+    return d.new + d.updated, d.duplicates
+
+
+@dataclass(frozen=True)
+class Dedup:
+    """The outcome of :func:`sort_known`."""
+
+    new: list[Article]
+    updated: list[Article]  # same story, content changed: stored again, first-seen time kept
+    duplicates: int
+    distinct: int = 0  # new stories under a link an earlier, different story already holds
+    reclaimed: list[Article] = field(default_factory=list)  # global ids taken back from unentitled feeds
+
+
+def sort_known(store: ArticleStore, articles: Iterable[Article],
+               feeds: Mapping[str, FeedConfig] | None = None) -> Dedup:
+    """Sort a batch against the store (docs/RELIABILITY.md, "Story identity and updates"):
+
+    * an id the store does not hold: **new**;
+    * the same content hash as the stored copy: **duplicate**;
+    * another content hash, the stored copy credited to another feed: a **duplicate** (the feed
+      that stored the story first owns its text; two feeds of one outlet never overwrite each
+      other cycle after cycle);
+    * another content hash, the same feed, the same story (``identity.same_story``: same guid,
+      or no guids and the same title): an **update**, stored again with the stored copy's
+      ``fetched_at`` (first seen) so it is translated, classified, re-indexed and matched again;
+    * another content hash, the same feed, a *different* story under the id (another guid; no
+      guids and another title: 5,000 stories sharing one link): the item takes the id of a
+      distinct story (``identity.distinct_id``) and is sorted again under it.
+
+    With ``feeds`` (the configured feeds by id), an item of a feed entitled to its URL's global id
+    that finds the id held by a feed *not* entitled to the URL (stored before issue 16's identity
+    rule, or by a feed since removed) **reclaims** it: it is stored over that copy, credited to
+    its own feed (counter ``reclaimed``).
+
+    An item under a feed-scoped id whose URL's global id holds the same feed's copy (stored
+    before the identity rule) is sorted under the global id: an upgrade stores and mails nothing
+    twice.
+
+    An item that normalisation already gave a distinct-story id (its document had another story
+    first under the link) but whose story holds the link's own id in the store is sorted under
+    that id: which story comes first in a document never changes an item's id."""
     batch: dict[str, Article] = {}
     dup = 0
     for a in articles:
@@ -138,17 +192,121 @@ def drop_known(store: ArticleStore, articles: Iterable[Article]) -> tuple[list[A
             dup += 1
             continue
         batch[a.id] = a
-    known = store.known_ids(batch)
-    new = [a for i, a in batch.items() if i not in known]
-    return new, dup + len(known)
+    new: list[Article] = []
+    updated: list[Article] = []
+    reclaimed: list[Article] = []
+    distinct = 0
+
+    def stored_story(ids: list[str]) -> dict[str, Article]:
+        return {s.id: s for s in store.get_articles(ids)} if ids else {}
+
+    items = list(batch.values())
+    versions = store.stored_versions(a.id for a in items)
+    # a feed-scoped item whose URL's global id holds this feed's own copy, stored before the
+    # identity rule: that copy is this item (kept under its id: not stored or mailed twice)
+    legacy = {a.id: g for a in items if a.id not in versions and a.canonical_url
+              and a.id == article_id(a.canonical_url, "", None, "", "", scope=a.feed_id)
+              and (g := article_id(a.canonical_url, "", None, "", "")) not in batch}
+    if legacy:
+        held_global = store.stored_versions(legacy.values())
+        for i, a in enumerate(items):
+            v = held_global.get(legacy.get(a.id, ""))
+            if v is not None and v.feed_id == a.feed_id:
+                items[i] = a.replace(id=legacy[a.id])
+                versions[items[i].id] = v
+    # items not stored under their id: is it a distinct-story id whose story holds the link's id?
+    bases = {a.id: b for a in items if a.id not in versions and (b := _link_id_of(a)) is not None}
+    held = stored_story(list(dict.fromkeys(bases.values())))
+    first: list[Article] = []
+    for a in items:
+        s = held.get(bases.get(a.id, ""))
+        if s is not None and s.feed_id == a.feed_id and same_story(s.guid, s.title, a.guid, a.title):
+            # (the batch may also hold another story under that id: it is told apart below)
+            a = a.replace(id=s.id)
+            versions.update(store.stored_versions([a.id]))
+        first.append(a)
+
+    pending = first
+    for round_ in range(2):  # a distinct story's id is derived once; its sorting ends in round 2
+        if not pending:
+            break
+        if round_:
+            versions = store.stored_versions(a.id for a in pending)
+        changed: list[Article] = []
+        for a in pending:
+            v = versions.get(a.id)
+            if v is None:
+                new.append(a)
+                if round_:
+                    distinct += 1
+                    log(logger, 20, DISTINCT_SAME_LINK, feed_id=a.feed_id, article_id=a.id, url=a.canonical_url)
+            elif v.feed_id != a.feed_id and feeds is not None and _reclaims(a, v.feed_id, feeds):
+                reclaimed.append(a)  # written over the copy of a feed that was never entitled to the URL
+                log(logger, 30, "story_reclaimed", feed_id=a.feed_id, article_id=a.id, from_feed=v.feed_id,
+                    url=a.canonical_url)
+            elif v.feed_id != a.feed_id or (v.content_hash == a.content_hash
+                                             and not (v.guid and a.guid and v.guid != a.guid)):
+                dup += 1
+            else:
+                changed.append(a)
+        stored = stored_story([a.id for a in changed])
+        pending = []
+        for a in changed:
+            s = stored.get(a.id)
+            if s is None:  # removed between the two reads: store it as it is now
+                new.append(a)
+            elif round_ == 0 and not same_story(s.guid, s.title, a.guid, a.title):
+                rekeyed = a.replace(id=distinct_id(a.id, distinguishing_key(a.guid, a.title)))
+                if rekeyed.id in batch:
+                    dup += 1  # the batch already holds that story under its own id
+                else:
+                    pending.append(rekeyed)
+            else:
+                # first seen is kept; so is the date when the feed still gives none (it was the
+                # first fetch time, not this one)
+                updated.append(a.replace(fetched_at=s.fetched_at, published_at=s.published_at,
+                                         date_inferred=s.date_inferred) if a.date_inferred
+                               else a.replace(fetched_at=s.fetched_at))
+                log(logger, 20, "story_updated", feed_id=a.feed_id, article_id=a.id)
+    return Dedup(new, updated, dup, distinct, reclaimed)
 
 
-def deduplicate(store: ArticleStore, articles: Iterable[Article], counters: Counter) -> list[Article]:
-    """:func:`drop_known`, counting ``new`` and ``duplicates``."""
-    new, dups = drop_known(store, articles)
-    counters["new"] += len(new)
-    counters["duplicates"] += dups
-    return new
+def _reclaims(a: Article, holder: str, feeds: Mapping[str, FeedConfig]) -> bool:
+    """Does ``a`` (under its URL's global id) take the id over from the feed ``holder``?  Only
+    when ``a`` is entitled to the global id and the holder is not (or is no longer configured)."""
+    if not a.canonical_url or a.id != article_id(a.canonical_url, "", None, "", ""):
+        return False
+    holder_feed = feeds.get(holder)
+    return holder_feed is None or not entitled(holder_feed, a.canonical_url)
+
+
+def _link_id_of(a: Article) -> str | None:
+    """The link's own id (global or feed-scoped) when ``a.id`` is a distinct-story id derived from
+    it (``identity.distinct_id``), else None."""
+    if not a.canonical_url:
+        return None
+    key = distinguishing_key(a.guid, a.title)
+    for scope in (None, a.feed_id):
+        base = article_id(a.canonical_url, "", None, "", "", scope=scope)
+        if distinct_id(base, key) == a.id:
+            return base
+    return None
+
+
+def deduplicate(store: ArticleStore, articles: Iterable[Article], counters: Counter,
+                feeds: Sequence[FeedConfig] | None = None) -> list[Article]:
+    """:func:`sort_known`, counting ``new``, ``updated``, ``reclaimed`` and ``duplicates`` (and
+    ``distinct_same_link`` for new stories under a link another story holds); returns the new, the
+    updated and the reclaimed articles, which go through the rest of the cycle alike."""
+    d = sort_known(store, articles, {f.id: f for f in feeds} if feeds is not None else None)
+    counters["new"] += len(d.new)
+    counters["updated"] += len(d.updated)
+    counters["duplicates"] += d.duplicates
+    if d.distinct:
+        counters[DISTINCT_SAME_LINK] += d.distinct
+    if d.reclaimed:
+        counters["reclaimed"] += len(d.reclaimed)
+    return d.new + d.updated + d.reclaimed
 
 
 # --- enrich -------------------------------------------------------------------------------------------

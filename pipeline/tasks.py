@@ -212,7 +212,7 @@ def poll_task(batch: dict, *, settings: Settings | None = None,
     with open_store(settings) as store:
         states = feed_states(feeds, store)
         polls = poll(feeds, states, settings, transport=transport)
-        new = deduplicate(store, tally_polls(polls, c), c)
+        new = deduplicate(store, tally_polls(polls, c), c, feeds_cfg)
 
     # articles first, then the feed outcomes: a feeds file present means the batch is complete
     staging.write_jsonl(f"{name}.articles.jsonl", (a.to_dict() for a in new))

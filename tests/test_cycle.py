@@ -25,12 +25,16 @@ OUR_FEEDS = {
 }
 
 
+FIXTURE_DOMAINS = ("news.example.ru", "oblast.example.ru", "world.example.com")
+
+
 def _serve_fixtures(feed_server) -> list[dict]:
     feeds = []
     for name, lang in OUR_FEEDS.items():
         url = feed_server.add(f"/ours/{name}", (FEED_FIXTURES / name).read_bytes())
+        # the outlets' own feeds (served from loopback): entitled to their links' hosts (issue 16)
         feeds.append({"id": "ours-" + name.split(".")[0].replace("_", "-"), "url": url,
-                      "source": f"Ours {name}", "language": lang})
+                      "source": f"Ours {name}", "language": lang, "domains": list(FIXTURE_DOMAINS)})
     return feeds
 
 
@@ -57,7 +61,7 @@ def _ids_of(feed: dict, feed_server) -> set[str]:
 
     path = "/" + feed["url"].split("/", 3)[3]
     parsed = parse_feed(feed_server.bodies[path], url=feed["url"])
-    fc = FeedConfig(id=feed["id"], url=feed["url"], source=feed["source"])
+    fc = FeedConfig(id=feed["id"], url=feed["url"], source=feed["source"], domains=tuple(feed.get("domains", ())))
     return {a.id for a in normalize_feed(parsed, fc, datetime.now(timezone.utc))[0]}
 
 
@@ -138,8 +142,11 @@ def test_same_story_in_two_feeds_is_one_document(tmp_path, feed_server):
     body = (FEED_FIXTURES / "ru_news.xml").read_bytes()
     u1 = feed_server.add("/a.xml", body)
     u2 = feed_server.add("/b.xml", body.replace(b"utm_source=rss", b"utm_source=other"))
-    write_feeds_yaml(settings.config_dir, [{"id": "a", "url": u1, "source": "A", "language": "ru"},
-                                           {"id": "b", "url": u2, "source": "B", "language": "ru"}])
+    # both feeds are the outlet's own (issue 16: only a feed entitled to a URL's host claims the
+    # URL's global id; the relative link resolves to the feeds' own host, which both are entitled to)
+    write_feeds_yaml(settings.config_dir, [
+        {"id": "a", "url": u1, "source": "A", "language": "ru", "domains": ["news.example.ru"]},
+        {"id": "b", "url": u2, "source": "B", "language": "ru", "domains": ["news.example.ru"]}])
     c = run_cycle(settings).counters_dict()
     # 4 items per feed; the 3 with a link share canonical URLs across feeds (the javascript: one
     # does not, so it is keyed by feed URL + guid and stays per feed)

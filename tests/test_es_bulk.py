@@ -200,3 +200,39 @@ def test_missing_setup_is_reported(httpserver):
     store = ElasticsearchStore(Elasticsearch(httpserver.url_for("/"), max_retries=0))
     with pytest.raises(StoreError, match="mediamon setup"):
         store.index(arts("a"))
+
+
+def test_stored_versions_and_an_update_overwrite_the_stored_document(httpserver):
+    """Issue 16: deduplication asks for each stored article's content hash and feed only; an
+    updated article is written with an ``index`` op under its id into the monthly index it lives
+    in (an overwrite), a new one with ``create`` (409 there = already stored)."""
+    from pipeline.store.base import StoredVersion
+    from pipeline.store.elasticsearch import _jsonable, article_doc
+
+    old = arts("upd")[0].replace(content_hash="h1", feed_id="tass")
+    searches: list[dict] = []
+
+    def search(request: Request) -> Response:
+        body = json.loads(request.get_data() or b"{}")
+        searches.append(body)
+        wanted = set(body["query"]["ids"]["values"])
+        src = _jsonable(article_doc(old))
+        if body.get("_source") not in (None, True):
+            src = {k: src[k] for k in body["_source"]}
+        hits = [{"_index": "mediamon-articles-2026.10", "_id": "upd", "_source": src}] if "upd" in wanted else []
+        return es_json({"took": 1, "timed_out": False, "hits": {"total": {"value": len(hits), "relation": "eq"},
+                                                              "hits": hits}})
+
+    httpserver.expect_request("/mediamon-articles/_search").respond_with_handler(search)
+    stub = BulkStub(httpserver)
+    store = make_store(httpserver)
+    assert store.stored_versions(["upd", "new", "upd"]) == {"upd": StoredVersion("h1", "tass")}
+    assert searches[0]["_source"] == ["content_hash", "feed_id", "guid"]
+    assert sorted(searches[0]["query"]["ids"]["values"]) == ["new", "upd"]
+    assert store.stored_versions([]) == {}
+
+    stub.plan = {"upd": [200]}
+    res = store.index([old.replace(title="t upd, now with Oreshnik", content_hash="h2"), *arts("new")])
+    assert res.updated == ("upd",) and res.created == ("new",)
+    (ops,) = stub.bulk_requests
+    assert ops == [("index", "mediamon-articles-2026.10", "upd"), ("create", "mediamon-articles-2026.11", "new")]

@@ -65,7 +65,8 @@ def test_language_detection_with_declared_tie_breaker():
 
 
 def test_normalize_entry_fields():
-    feed = FeedConfig(id="f", url="https://feeds.example.org/f.xml", source="Example", language="ru", tags=("t1",))
+    feed = FeedConfig(id="f", url="https://feeds.example.org/f.xml", source="Example", language="ru", tags=("t1",),
+                      domains=("x.example",))
     raw = RawEntry(title="Ракеты «Орешник»", summary="Текст новости о ракетах.", content=None,
                    link="https://x.example/a?utm_medium=rss", guid="g", published=(2026, 11, 23, 0, 0, 0),
                    published_raw="Mon, 23 Nov 2026 03:00:00 +0300", authors=("A",), categories=("Армия",))

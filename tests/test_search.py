@@ -208,7 +208,7 @@ def test_store_of_schema_4_gets_the_lemma_columns(tmp_path):
 
     s = SQLiteStore(path)
     try:
-        assert s.connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+        assert s.connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert [h.id for h in s.search(SearchRequest(query="Беларусь")).hits] == [a.id]
         assert [h.id for h in s.search(SearchRequest(query='"войско прибыть"')).hits] == [a.id]
         config = dict(s.connection.execute("SELECT k, v FROM articles_fts_config").fetchall())

@@ -160,7 +160,8 @@ def test_soak_200_feeds_20_cycles(tmp_path, no_log_records):
             tmp_path, fetch_timeout=2.0, fetch_concurrency=32, backoff_base=1.0, backoff_cap=1.0,
             retry_after_cap=1.0, smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_from="mediamon@example.org",
             smtp_retry_attempts=1, smtp_retry_wait=0.0, smtp_timeout=5.0)
-        feeds = [FeedConfig(id=f"f{i}", url=server.url_for(f"/feed/{i}"), source=f"Feed {i}", language="en")
+        feeds = [FeedConfig(id=f"f{i}", url=server.url_for(f"/feed/{i}"), source=f"Feed {i}", language="en",
+                            domains=("news.example",))  # the outlet's own feeds (issue 16 identity rule)
                  for i in range(N_FEEDS)]
         store = SQLiteStore(settings.store_path)
         rss_by_cycle: list[int] = []

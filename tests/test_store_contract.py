@@ -20,7 +20,7 @@ import pytest
 from pipeline.models import FeedState, TopicMatch, Translation
 from pipeline.models import AlertEntry
 from pipeline.store.base import (AlertLog, AlertStore, ArticleStore, FeedStateStore, NullTranslationCache,
-                                 SearchRequest, Store, TranslationCache)
+                                 SearchRequest, Store, StoredVersion, TranslationCache)
 from tests.conftest import make_settings
 from tests.query_cases import make_article
 
@@ -123,6 +123,24 @@ class TestArticleStore:
         got = store.get_articles(["a5", "missing", "a1"])
         assert [a.id for a in got] == ["a5", "a1"]
         assert got[0] == arts[4] and got[1] == arts[0], "round-trip keeps every field"
+
+    def test_stored_versions_and_an_update_replace_the_indexed_text(self, store):
+        """Issue 16: deduplication reads each stored article's content hash and feed; an update
+        (same id, new text) replaces the stored text, what search finds and the topics."""
+        arts = corpus()
+        store.index(arts)
+        assert store.stored_versions(["a1", "zz", "a2", "a1"]) == {
+            "a1": StoredVersion("x", "tass"), "a2": StoredVersion("x", "reuters")}
+        assert store.stored_versions([]) == {}
+        changed = arts[1].replace(title="Weather update for the weekend", content_hash="y", topics=(), guid="g-2")
+        result = store.index([changed])
+        assert result.updated == ("a2",) and not result.created
+        assert store.stored_versions(["a2"]) == {"a2": StoredVersion("y", "reuters", "g-2")}
+        assert store.get_articles(["a2"]) == [changed]
+        assert store.count() == len(arts)
+        ids = lambda q: {a.id for a in store.search(SearchRequest(query=q, limit=50)).hits}  # noqa: E731
+        assert "a2" in ids("weekend") and "a2" not in ids("border")
+        assert "a2" not in {a.id for a in store.search(SearchRequest(topics=("missiles",), limit=50)).hits}
 
     def test_pending_translation(self, store):
         store.index(corpus())

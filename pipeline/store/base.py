@@ -89,6 +89,16 @@ class IndexResult:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """What deduplication needs of a stored article: its content hash (title + summary + content),
+    the feed its copy is credited to and its guid (issue 16: an item whose hash changed is an update)."""
+
+    content_hash: str
+    feed_id: str
+    guid: str | None = None  # two stories under one link with the same text differ by guid
+
+
+@dataclass(frozen=True, slots=True)
 class SearchRequest:
     query: str | None = None
     topics: tuple[str, ...] = ()
@@ -147,6 +157,11 @@ class ArticleStore(Protocol):
 
     def known_ids(self, ids: Iterable[str]) -> set[str]:
         """The subset of ``ids`` already stored.  Raises StoreUnavailable / StoreError."""
+        ...
+
+    def stored_versions(self, ids: Iterable[str]) -> dict[str, StoredVersion]:
+        """Content hash and feed of the stored articles among ``ids`` (missing ids are left out).
+        Raises StoreUnavailable / StoreError."""
         ...
 
     def index(self, articles: Sequence[Article]) -> IndexResult:
@@ -324,5 +339,5 @@ class NullTranslationCache:
 
 
 __all__ = ["AlertEntry", "AlertLog", "AlertStore", "ArticleStore", "Closing", "FeedStateStore", "IndexResult",
-           "NullTranslationCache", "SearchRequest", "SearchResult", "Stats", "Store", "TranslationCache",
-           "TranslationKey"]
+           "NullTranslationCache", "SearchRequest", "SearchResult", "Stats", "Store", "StoredVersion",
+           "TranslationCache", "TranslationKey"]

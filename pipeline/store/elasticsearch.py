@@ -52,7 +52,8 @@ from ..analysis import analyse_lemmas
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..logs import log
 from ..models import Article, FeedState, from_iso, to_iso
-from .base import AlertEntry, Closing, CorruptRows, IndexResult, SearchRequest, SearchResult, Stats, TranslationKey
+from .base import (AlertEntry, Closing, CorruptRows, IndexResult, SearchRequest, SearchResult, Stats, StoredVersion,
+                   TranslationKey)
 
 logger = logging.getLogger("mediamon.store.elasticsearch")
 
@@ -433,6 +434,17 @@ class ElasticsearchStore(Closing):
     def known_ids(self, ids: Iterable[str]) -> set[str]:
         ids = list(dict.fromkeys(ids))
         return set(self._lookup(ids, source=False)) if ids else set()
+
+    def stored_versions(self, ids: Iterable[str]) -> dict[str, StoredVersion]:
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return {}
+        out: dict[str, StoredVersion] = {}
+        for aid, h in self._lookup(ids, source=["content_hash", "feed_id", "guid"]).items():
+            src = h.get("_source") or {}
+            out[aid] = StoredVersion(str(src.get("content_hash") or ""), str(src.get("feed_id") or ""),
+                                     src.get("guid") or None)
+        return out
 
     def index(self, articles: Sequence[Article]) -> IndexResult:
         if not articles:

@@ -30,7 +30,8 @@ from typing import Iterable, Sequence
 from ..analysis import FIELD_GAP, analyse, analyse_lemmas
 from ..errors import StoreError, StoreUnavailable
 from ..models import Article, FeedState, to_iso
-from .base import AlertEntry, Closing, CorruptRows, IndexResult, SearchRequest, SearchResult, Stats, TranslationKey
+from .base import (AlertEntry, Closing, CorruptRows, IndexResult, SearchRequest, SearchResult, Stats, StoredVersion,
+                   TranslationKey)
 
 FTS_COLUMNS = ("title", "summary", "content", "title_raw", "summary_raw", "content_raw",
                "title_lem", "summary_lem", "content_lem")
@@ -162,6 +163,14 @@ MIGRATIONS: list = [
     UPDATE articles SET date_inferred = 1 WHERE json_extract(doc, '$.date_inferred') = 1;
     CREATE INDEX articles_undated ON articles(published_at, rowid) WHERE date_inferred = 1;
     """,
+    # 7 -> 8 (issue 16): deduplication reads each batch id's content hash, feed and guid
+    # (stored_versions) from one covering index instead of each row (the guid was only in the JSON
+    # document: ~5x the time of known_ids over 20,000 ids with json_extract, ~1x with the index)
+    """
+    ALTER TABLE articles ADD COLUMN guid TEXT;
+    UPDATE articles SET guid = json_extract(doc, '$.guid');
+    CREATE INDEX articles_version ON articles(id, content_hash, feed_id, guid);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -207,7 +216,8 @@ def _prepare_rows(articles: Sequence[Article]) -> list[_Row]:
         try:
             doc = json.dumps(a.to_dict(), ensure_ascii=False, sort_keys=True)
             params = (a.feed_id, a.source, a.language, a.canonical_url, to_iso(a.published_at),
-                      to_iso(a.fetched_at), a.content_hash, a.translation.status, doc, int(a.date_inferred))
+                      to_iso(a.fetched_at), a.content_hash, a.translation.status, doc, int(a.date_inferred),
+                      a.guid)
             rows.append(_Row(pos, a.id, doc, params, _fts_values(a), tuple(a.topics)))
         except (ValueError, TypeError, AttributeError) as exc:
             rows.append(_Row(pos, str(getattr(a, "id", "?")), error=f"{exc.__class__.__name__}: {exc}"[:500]))
@@ -338,6 +348,16 @@ class SQLiteStore(Closing):
             found.update(r[0] for r in self._db.execute(q, chunk))
         return found
 
+    def stored_versions(self, ids: Iterable[str]) -> dict[str, StoredVersion]:
+        ids = list(dict.fromkeys(ids))
+        found: dict[str, StoredVersion] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            q = (f"SELECT id, content_hash, feed_id, guid FROM articles INDEXED BY articles_version"
+                 f" WHERE id IN ({','.join('?' * len(chunk))})")
+            found.update((r[0], StoredVersion(r[1], r[2], r[3])) for r in self._db.execute(q, chunk))
+        return found
+
     INDEX_CHUNK = 500  # articles per executemany batch
 
     def index(self, articles: Sequence[Article]) -> IndexResult:
@@ -368,8 +388,8 @@ class SQLiteStore(Closing):
                            failed=failed)
 
     _INSERT_ARTICLE = ("INSERT INTO articles (feed_id, source, language, canonical_url, published_at, fetched_at,"
-                       " content_hash, translation_status, doc, date_inferred, id, rowid)"
-                       " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
+                       " content_hash, translation_status, doc, date_inferred, guid, id, rowid)"
+                       " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
     _INSERT_FTS = f"INSERT INTO articles_fts (rowid, {', '.join(FTS_COLUMNS)}) VALUES ({_FTS_PLACEHOLDERS})"
     _INSERT_TOPIC = "INSERT OR IGNORE INTO article_topics (topic, article_rowid) VALUES (?,?)"
 
@@ -430,7 +450,7 @@ class SQLiteStore(Closing):
                 db.execute(
                     "UPDATE articles SET feed_id=?, source=?, language=?, canonical_url=?,"
                     " published_at=?, fetched_at=?, content_hash=?, translation_status=?, doc=?,"
-                    " date_inferred=? WHERE rowid=?", r.params + (rowid,))
+                    " date_inferred=?, guid=? WHERE rowid=?", r.params + (rowid,))
                 # contentless FTS5: the old terms are removed by giving the values they came from;
                 # a corrupt stored doc (logged, counted) cannot give them, so its terms stay behind
                 # under this rowid and the fresh copy replaces the document itself

@@ -201,20 +201,21 @@ def test_hostile_document(name, hserver, hsettings, warm):
 
 
 def test_duplicated_guids_store_one_article_each_and_stay_stable(hserver, hsettings, warm):
-    """Link-less items sharing a guid are one article (first wins); items sharing a link are one
-    article; a later version of the document with the same guids/links adds nothing."""
+    """Link-less items sharing a guid are one article (first wins); items sharing a link under
+    different guids are distinct stories (issue 16), each stored once, counted and logged."""
     hserver.expect_ordered_request("/dups").respond_with_data(gen.duplicated_guids(1), content_type="text/xml")
-    hserver.expect_ordered_request("/dups").respond_with_data(gen.duplicated_guids(2), content_type="text/xml")
+    hserver.expect_ordered_request("/dups").respond_with_data(gen.duplicated_guids(1), content_type="text/xml")
     f = feed("hostile", hserver.url_for("/dups"))
     with bounded(15, 100):
         o1 = cycle(hsettings, [f])
         o2 = cycle(hsettings, [f], force=True)
     titles = sorted(a.title for a in o1.articles)
-    assert titles == ["Same guid, copy 0 (v1)", "Same link, guid guid-a (v1)"]
+    assert titles == ["Same guid, copy 0 (v1)", "Same link, guid guid-a (v1)", "Same link, guid guid-b (v1)"]
     c1, c2 = o1.report.counters_dict(), o2.report.counters_dict()
-    assert c1["items_seen"] == 2 and c1["new"] == 2
-    assert c2["new"] == 0 and c2["duplicates"] == 2
-    assert sorted(a.title for a in o2.articles) == titles  # first stored version kept, no duplicates
+    assert c1["items_seen"] == 3 and c1["new"] == 3 and c1["distinct_same_link"] == 1
+    assert c2["new"] == 0 and c2["duplicates"] == 3
+    assert sorted(a.title for a in o2.articles) == titles  # stable ids: nothing stored twice
+    assert any(w.startswith("distinct_same_link: 2 distinct stories") for w in o1.feed("hostile").warnings)
 
 
 def test_the_memory_bound_is_real():
