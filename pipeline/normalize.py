@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import calendar
 import dataclasses
-import hashlib
 import re
 import unicodedata
 from collections import Counter
