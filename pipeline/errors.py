@@ -15,6 +15,7 @@ input will fail the same way) or *transient* (a retry later may succeed)::
     │   ├── ModelUnavailable         model cannot be loaded (no network, bad path)
     │   └── TranslationFailed        one text failed to translate
     ├── QuerySyntaxError             (defined in pipeline.query) position + hint
+    ├── Locked                       (transient) another cycle holds the store's lock: exit 75
     └── MailError
         ├── TransientMailError       4xx, connection drops: retried next cycle
         └── PermanentMailError       5xx: recorded and reported, not retried
@@ -92,3 +93,14 @@ class TransientMailError(MailError):
 
 class PermanentMailError(MailError):
     pass
+
+
+class Locked(MediamonError):
+    """Another cycle holds this store's lock (transient: try again later; ``mediamon run`` exits 75).
+    Raised by :mod:`pipeline.lock`; defined here so that the stores can raise it too."""
+
+    transient = True
+
+    def __init__(self, message: str, *, holder: str | None = None):
+        super().__init__(message)
+        self.holder = holder

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Protocol, runtime_checkable
 
-from .errors import MediamonError, StoreError
+from .errors import Locked, MediamonError, StoreError
 from .logs import get_logger, log
 from .models import Clock, to_iso, utcnow
 
@@ -44,16 +44,6 @@ if TYPE_CHECKING:
 logger = get_logger(__name__)
 
 LEASE_TTL = timedelta(minutes=5)  # a dead holder of the Elasticsearch lease blocks this long at most
-
-
-class Locked(MediamonError):
-    """Another cycle holds this store's lock (transient: try again later)."""
-
-    transient = True
-
-    def __init__(self, message: str, *, holder: str | None = None):
-        super().__init__(message)
-        self.holder = holder
 
 
 def owner_id(kind: str = "run") -> str:
@@ -74,6 +64,9 @@ class FileLock:
         self._fd: int | None = None
 
     def acquire(self, owner: str) -> None:
+        if self.path.parent.exists() and not self.path.parent.is_dir():
+            raise StoreError(f"data directory {self.path.parent} is a file, not a directory "
+                             "(MEDIAMON_DATA_DIR / --data-dir must name a directory)")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)

@@ -56,17 +56,22 @@ def run(
 
     Example: mediamon run --json
     """
+    from ..config import load_alerts, load_feeds, load_topics
     from ..cycle import run_cycle
     from ..lock import cycle_lock
 
     setup_logging(verbose)
     with cli_errors(), _store_unreachable_exits(ALL_FEEDS_FAILED), contextlib.ExitStack() as held:
         settings = build_settings(config_dir=config_dir, data_dir=data_dir)
+        # the configuration first: a config error exits 2 before anything (the lock file, the data
+        # directory) is created
+        cycle = functools.partial(run_cycle, settings, force=force, feeds=load_feeds(settings.config_dir),
+                                  topics=load_topics(settings.config_dir), alerts=load_alerts(settings.config_dir))
         held.enter_context(cycle_lock(settings))  # one cycle per store: a second run exits 75 (LOCKED)
         if json_out or not console.is_terminal:  # progress only on a terminal, never with --json
-            report = run_cycle(settings, force=force)
+            report = cycle()
         else:
-            report = run_with_progress(console, functools.partial(run_cycle, settings, force=force))
+            report = run_with_progress(console, cycle)
     counters = report.counters_dict()
     if json_out:
         typer.echo(json.dumps(counters, sort_keys=False))

@@ -859,7 +859,7 @@ class ElasticsearchStore(Closing):
         ``pipeline.lock.Locked`` when a live lease belongs to someone else."""
         from elasticsearch import NotFoundError
 
-        from ..lock import Locked
+        from ..errors import Locked
 
         index = self.state_index("lease")
         for _ in range(3):
