@@ -614,8 +614,10 @@ def test_flood_through_the_whole_path_every_real_story_in_its_own_cycle(tmp_path
     from pipeline.config import FeedConfig
     from pipeline.cycle import run_cycle
 
+    # (the generated items are dated back over days: the first-run look-back would hold most back)
     settings = make_settings(tmp_path, smtp_host="127.0.0.1", smtp_port=smtp_server.port,
-                             smtp_from="mediamon@example.org", smtp_retry_wait=0.0)
+                             smtp_from="mediamon@example.org", smtp_retry_wait=0.0,
+                             alert_first_run_lookback=3650 * 86400.0)
     rule = AlertConfig(id="oreshnik", query="Oreshnik", recipients=("analyst@example.org",))
     flood_url = feed_server.add("/flood.xml", b"")
     real_url = feed_server.add("/real.xml", b"")
