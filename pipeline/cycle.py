@@ -116,7 +116,8 @@ def run_cycle(settings: Settings, *, store: Store | None = None, feeds: Sequence
             hook("planned")
 
         # each rule's alert floor (first run, since:), fixed before the first batch is queued
-        floors = first_run_floors(settings=settings, alert_log=store, rules=alerts, now=now)
+        floors = first_run_floors(settings=settings, alert_log=store, rules=alerts, now=now,
+                                  states=planned.states)
         polls: list[PollResult] = []
         new_ids: set[str] = set()
         new_by_feed: Counter = Counter()

@@ -24,7 +24,9 @@ def repair(text: str) -> tuple[str, Outcome]:
     is now clean; ``garbled`` text was mojibake that could not be fully repaired."""
     if not text or text.isascii() or not is_bad(text):
         return text, "clean"
-    fixed = ftfy.fix_encoding(text)
+    # a lone C1 control is not turned into the cp1252 character it would be (0x9B -> '›'): it is
+    # an invisible character that normalize removes (strip_invisible), not mojibake to "repair"
+    fixed = ftfy.fix_encoding(text, fix_c1_controls=False)
     if fixed == text:
         return text, "garbled"
     return fixed, "garbled" if is_bad(fixed) else "repaired"

@@ -62,8 +62,9 @@ def cpu_count() -> int:
 def _mp_context() -> multiprocessing.context.BaseContext:
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        # the fork server imports the parser once; each worker forks from it ready to go
-        ctx.set_forkserver_preload(["pipeline.pollresult"])
+        # the fork server imports the parser (and what it loads on first use) once; each worker
+        # forks from it ready to go
+        ctx.set_forkserver_preload(["pipeline.parsewarm"])
         return ctx
     return multiprocessing.get_context("spawn")
 

@@ -374,14 +374,16 @@ def queue_alerts(articles: Sequence[Article], *, alert_log: AlertLog, rules: Seq
 
 
 def first_run_floors(*, settings: Settings, alert_log: AlertLog, rules: Sequence[AlertConfig],
-                     now: datetime) -> "AlertFloors | None":
+                     now: datetime, states: Mapping[str, FeedState] | None = None) -> "AlertFloors | None":
     """Each rule's alert floor for this cycle (see ``pipeline.alerts.alert_floors``); call once,
-    before the first batch is queued."""
+    before the first batch is queued.  ``states``: the feed states before this cycle's poll (the
+    feeds without a past success are on their first poll)."""
     if not rules:
         return None
     from .alerts import alert_floors
 
-    return alert_floors(rules, alert_log, now, timedelta(seconds=settings.alert_first_run_lookback))
+    polled = None if states is None else {fid for fid, st in states.items() if st.last_success_at is not None}
+    return alert_floors(rules, alert_log, now, timedelta(seconds=settings.alert_first_run_lookback), polled)
 
 
 def index(store: ArticleStore, articles: Sequence[Article]) -> IndexResult:

@@ -293,7 +293,8 @@ def index_task(enriched: dict, *, settings: Settings | None = None, now: datetim
     c: Counter = Counter()
     with cycle_lock(settings, owner=owner_id("airflow-index")), open_store(settings) as store:
         at = now or clock()
-        floors = first_run_floors(settings=settings, alert_log=store, rules=rules or [], now=at)
+        floors = first_run_floors(settings=settings, alert_log=store, rules=rules or [], now=at,
+                                  states=store.get_feed_states())
         result = queue_and_index(articles, store=store, alert_log=store, rules=rules or [], now=at,
                                  counters=c, floors=floors)
     staging.write_json(INDEX_FILE, {"created": list(result.created), "updated": list(result.updated),

@@ -64,17 +64,26 @@ class AlertFloors:
 
     floors: Mapping[str, datetime]
     first_run: frozenset[str]
+    # feeds polled successfully before this cycle: an undated item of any other feed (its first
+    # poll) may be years old, and is not alerted
+    polled_feeds: frozenset[str] | None = None
 
 
 def alert_floors(rules: Iterable[AlertConfig], store: AlertLog, now: datetime,
-                 lookback: timedelta) -> AlertFloors:
+                 lookback: timedelta, polled_feeds: Iterable[str] | None = None) -> AlertFloors:
     """The oldest ``published_at`` each rule alerts on in this cycle (issue 18, "first run").
 
     A rule that has never queued a match (no pending, failed or sent item in its alert log: a new
     rule, or a new store) is on its *first run*: only items published within ``lookback`` before
     ``now`` are alerted, so a new store does not mail the feeds' backlog.  A rule's ``since:``
     is a floor on every run.  Rules without a floor are absent.  Compute once per cycle, before
-    the first batch is queued (the first batch would otherwise end the first run)."""
+    the first batch is queued (the first batch would otherwise end the first run).
+
+    An item whose date was inferred (the feed gave none) is dated by the time it was first seen.
+    That says nothing on a feed's first poll (``polled_feeds``: the feeds polled successfully
+    before this cycle; None: unknown, every feed counts as polled), when every item is first seen:
+    those items are stored but not alerted, whatever the rule.  Once the feed has been polled, an
+    undated item that appears is new since the last poll and its first-seen time stands."""
     summary = store.alert_summary()
     floors: dict[str, datetime] = {}
     first_run: set[str] = set()
@@ -86,27 +95,27 @@ def alert_floors(rules: Iterable[AlertConfig], store: AlertLog, now: datetime,
             floor = first if floor is None or first > floor else floor
         if floor is not None:
             floors[r.id] = floor
-    return AlertFloors(floors, frozenset(first_run))
+    return AlertFloors(floors, frozenset(first_run),
+                       frozenset(polled_feeds) if polled_feeds is not None else None)
 
 
-def _below_floor(article: Article, floor: datetime | None, first_run: bool) -> bool:
-    """An item published before the floor is not alerted; on a rule's first run an item whose date
-    was inferred (the feed gave none: it may be years old) is not alerted either."""
+def _below_floor(article: Article, floor: datetime | None, polled_feeds: frozenset[str] | None) -> bool:
+    """An item published before the floor is not alerted, nor an item whose date was inferred (the
+    feed gave none: it may be years old) met on its feed's first poll (see :func:`alert_floors`)."""
+    if article.date_inferred and polled_feeds is not None and article.feed_id not in polled_feeds:
+        return True
     if floor is None:
         return False
-    if first_run and article.date_inferred:
-        return True
     return article.published_at < floor
 
 
 def match_articles(articles: Sequence[Article], rules: Sequence[CompiledRule], now: datetime,
                    counts: Counter | None = None, floors: Mapping[str, datetime] | None = None,
-                   first_run: Iterable[str] = ()) -> list[AlertEntry]:
+                   polled_feeds: frozenset[str] | None = None) -> list[AlertEntry]:
     """The (rule, article) pairs to queue.  A match below the rule's floor (:func:`alert_floors`)
     is stored with the article but not alerted: counted as ``alert_backlog_skipped``."""
     entries = []
     floors = floors or {}
-    first = set(first_run)
     for a in articles:
         for cr in rules:
             try:
@@ -118,7 +127,7 @@ def match_articles(articles: Sequence[Article], rules: Sequence[CompiledRule], n
                 continue
             if terms is None:
                 continue
-            if _below_floor(a, floors.get(cr.rule.id), cr.rule.id in first):
+            if _below_floor(a, floors.get(cr.rule.id), polled_feeds):
                 if counts is not None:
                     counts["alert_backlog_skipped"] += 1
                 continue
@@ -139,7 +148,7 @@ def queue_matches(articles: Sequence[Article], *, store: AlertLog, rules: list[A
     compiled = compile_rules(rules, counts)
     if floors is None:  # without first-run floors: only the rules' own ``since:``
         floors = AlertFloors({r.id: r.since for r in rules if r.since is not None}, frozenset())
-    entries = match_articles(articles, compiled, now, counts, floors.floors, floors.first_run)
+    entries = match_articles(articles, compiled, now, counts, floors.floors, floors.polled_feeds)
     counts["alert_matches"] = len(entries) + counts.get("alert_backlog_skipped", 0)
     if entries:
         counts["alert_queued"] = store.alert_enqueue(entries)
