@@ -88,6 +88,25 @@ def test_first_run_mails_only_items_within_the_look_back_and_says_so(tmp_path):
     assert _mailed_titles(tmp_path)[1] == {"late", "later undated"}
 
 
+def test_undated_items_wait_for_the_feeds_second_poll_not_for_the_rules_first_match(tmp_path):
+    """An undated item is held back on its feed's first poll (its age is unknown: every item is
+    first seen then); once the feed has been polled, an undated item that appears is new and is
+    mailed by its fetch time, even for a rule that has never matched anything (before, such a rule
+    stayed on its "first run" and held every undated item back until its first dated match)."""
+    env = _setup(tmp_path, {})
+    (tmp_path / "feed.xml").write_text(_rss([("0", "Weather report", None),
+                                             ("3", "Oreshnik undated item", None)]), encoding="utf-8")
+    res = runner.invoke(app, ["run", "--json"], env=env)
+    counters = json.loads(res.stdout.strip().splitlines()[-1])
+    assert counters["alert_backlog_skipped"] == 1 and counters.get("alert_items_sent", 0) == 0
+    (tmp_path / "feed.xml").write_text(_rss([("0", "Weather report", None),
+                                             ("5", "Oreshnik later undated item", None)]), encoding="utf-8")
+    res = runner.invoke(app, ["run", "--json", "--force"], env=env)
+    counters = json.loads(res.stdout.strip().splitlines()[-1])
+    assert counters.get("alert_backlog_skipped", 0) == 0 and counters["alert_items_sent"] == 1
+    assert _mailed_titles(tmp_path) == [{"later undated"}]
+
+
 def test_look_back_is_configurable(tmp_path):
     env = _setup(tmp_path, {})
     env["MEDIAMON_ALERT_FIRST_RUN_LOOKBACK"] = str(3 * 86400)
