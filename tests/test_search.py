@@ -177,32 +177,12 @@ def test_store_of_schema_4_gets_the_lemma_columns(tmp_path):
     """Schema 5 rebuilds the FTS5 index with the lemma columns: an article stored before it is then
     found by a form that only its lemma shares (Беларусь: stem 'белар'; Беларуси: 'беларус'), and
     the FTS5 tuning (page size, automerge) is in place."""
-    import json
-    import sqlite3
 
-    from pipeline.store.sqlite import FTS_COLUMNS, MIGRATIONS, _fts_values
 
     path = tmp_path / "v4.sqlite3"
-    db = sqlite3.connect(path, isolation_level=None)
-    for v in range(4):
-        step = MIGRATIONS[v]
-        db.execute("BEGIN")
-        if callable(step):
-            step(db)
-        else:
-            for stmt in step.split(";"):
-                if stmt.strip():
-                    db.execute(stmt)
-        db.execute(f"PRAGMA user_version={v + 1}")
-        db.execute("COMMIT")
+    db = store_of_schema(path, 4)
     a = art(1, "Учения в Беларуси", "Войска прибыли в Минск")
-    db.execute("INSERT INTO articles (rowid, id, feed_id, source, language, canonical_url, published_at,"
-               " fetched_at, content_hash, translation_status, doc) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-               (1, a.id, a.feed_id, a.source, a.language, a.canonical_url, a.published_at.isoformat(),
-                a.fetched_at.isoformat(), a.content_hash, a.translation.status,
-                json.dumps(a.to_dict(), ensure_ascii=False, sort_keys=True)))
-    db.execute(f"INSERT INTO articles_fts (rowid, {', '.join(FTS_COLUMNS[:6])}) VALUES (?,?,?,?,?,?,?)",
-               (1, *_fts_values(a)[:6]))
+    insert_old_article(db, 1, a, fts_columns=6)
     assert db.execute("SELECT count(*) FROM articles_fts WHERE articles_fts MATCH 'белар'").fetchone()[0] == 0
     db.close()
 
@@ -230,3 +210,41 @@ def test_a_language_filter_reads_the_newest_items_from_the_language_index(tmp_pa
         assert [h.id for h in s.search(SearchRequest(languages=("ru",), limit=3)).hits] == ["id059", "id029", "id058"]
     finally:
         s.close()
+
+
+def store_of_schema(path, version: int):
+    """A SQLite store file as an older version of mediamon left it: the migrations up to ``version``
+    applied, nothing stored.  Returns the open connection (autocommit)."""
+    import sqlite3
+
+    from pipeline.store.sqlite import MIGRATIONS
+
+    db = sqlite3.connect(path, isolation_level=None)
+    for v in range(version):
+        step = MIGRATIONS[v]
+        db.execute("BEGIN")
+        if callable(step):
+            step(db)
+        else:
+            for stmt in step.split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+        db.execute(f"PRAGMA user_version={v + 1}")
+        db.execute("COMMIT")
+    return db
+
+
+def insert_old_article(db, rowid: int, a, *, fts_columns: int) -> None:
+    """``a`` stored the way the early schemas stored it: the columns of schema 1 and the first
+    ``fts_columns`` FTS5 columns."""
+    import json
+
+    from pipeline.store.sqlite import FTS_COLUMNS, _fts_values
+
+    db.execute("INSERT INTO articles (rowid, id, feed_id, source, language, canonical_url, published_at,"
+               " fetched_at, content_hash, translation_status, doc) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+               (rowid, a.id, a.feed_id, a.source, a.language, a.canonical_url, a.published_at.isoformat(),
+                a.fetched_at.isoformat(), a.content_hash, a.translation.status,
+                json.dumps(a.to_dict(), ensure_ascii=False, sort_keys=True)))
+    db.execute(f"INSERT INTO articles_fts (rowid, {', '.join(FTS_COLUMNS[:fts_columns])})"
+               f" VALUES ({','.join('?' * (fts_columns + 1))})", (rowid, *_fts_values(a)[:fts_columns]))

@@ -1,40 +1,21 @@
-"""Schema 7 (issue 16): the guid column and the covering index that deduplication reads
+"""Schema 8 (issue 16): the guid column and the covering index that deduplication reads
 (``SQLiteStore.stored_versions``); a store of schema 6 is migrated with every guid filled in."""
 
 from __future__ import annotations
 
-import json
-import sqlite3
 
 from pipeline.store.base import StoredVersion
-from pipeline.store.sqlite import FTS_COLUMNS, MIGRATIONS, SCHEMA_VERSION, SQLiteStore, _fts_values
+from pipeline.store.sqlite import FTS_COLUMNS, SCHEMA_VERSION, SQLiteStore
 
-from .test_search import art
+from .test_search import art, insert_old_article, store_of_schema
 
 
 def test_store_of_schema_6_gets_the_guid_column_and_version_index(tmp_path):
     path = tmp_path / "v6.sqlite3"
-    db = sqlite3.connect(path, isolation_level=None)
-    for v in range(6):
-        step = MIGRATIONS[v]
-        db.execute("BEGIN")
-        if callable(step):
-            step(db)
-        else:
-            for stmt in step.split(";"):
-                if stmt.strip():
-                    db.execute(stmt)
-        db.execute(f"PRAGMA user_version={v + 1}")
-        db.execute("COMMIT")
+    db = store_of_schema(path, 6)
     old = [art(1, "Учения в Белоруссии").replace(guid="tass-1"), art(2, "Без guid")]
     for rowid, a in enumerate(old, 1):
-        db.execute("INSERT INTO articles (rowid, id, feed_id, source, language, canonical_url, published_at,"
-                   " fetched_at, content_hash, translation_status, doc) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                   (rowid, a.id, a.feed_id, a.source, a.language, a.canonical_url, a.published_at.isoformat(),
-                    a.fetched_at.isoformat(), a.content_hash, a.translation.status,
-                    json.dumps(a.to_dict(), ensure_ascii=False, sort_keys=True)))
-        db.execute(f"INSERT INTO articles_fts (rowid, {', '.join(FTS_COLUMNS)}) VALUES ({','.join('?' * 10)})",
-                   (rowid, *_fts_values(a)))
+        insert_old_article(db, rowid, a, fts_columns=len(FTS_COLUMNS))
     db.close()
 
     with SQLiteStore(path) as s:

@@ -144,3 +144,10 @@ def hsettings(tmp_path):
     # the generated items carry fixed dates long past: alert rules mail them on their first run
     # anyway (the first-run look-back of issue 18 is tested in tests/test_alerts_first_run.py)
     return make_settings(tmp_path, alert_first_run_lookback=3650 * 86400.0)
+
+
+@pytest.fixture
+def smtp(smtp_server):
+    """The loopback SMTP sink (``smtp_server`` in tests/conftest.py) under the short name these
+    tests use."""
+    return smtp_server

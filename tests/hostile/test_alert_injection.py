@@ -7,11 +7,9 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-import pytest
 
 from pipeline.config import AlertConfig
 
-from ..smtp_catcher import SMTPCatcher
 from . import generators as gen
 from .conftest import bounded, cycle, feed
 
@@ -36,15 +34,6 @@ class Tags(HTMLParser):
     def handle_data(self, data):
         if self._in in ("script", "style"):
             self.script_data.append(data)
-
-
-@pytest.fixture
-def smtp():
-    server = SMTPCatcher().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_hostile_titles_and_links_reach_the_email_inert(hserver, hsettings, smtp, warm):

@@ -13,7 +13,6 @@ from pipeline.normalize import canonical_url
 from pipeline.store.base import SearchRequest
 from pipeline.store.sqlite import SQLiteStore
 
-from ..smtp_catcher import SMTPCatcher
 from . import generators as gen
 from .conftest import cycle, feed
 
@@ -29,15 +28,6 @@ PUB = "Mon, 23 Nov 2026 12:00:00 GMT"
 def item(*args, **kwargs):
     kwargs.setdefault("pub", PUB)
     return gen.item(*args, **kwargs)
-
-
-@pytest.fixture
-def smtp():
-    server = SMTPCatcher().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _mail_settings(settings, smtp):

@@ -15,21 +15,11 @@ from pipeline.normalize import canonical_url
 from pipeline.store.base import SearchRequest
 from pipeline.store.sqlite import SQLiteStore
 
-from ..smtp_catcher import SMTPCatcher
 from . import generators as gen
 from .conftest import bounded, cycle, stored
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 LINK = "https://tass.example/armiya/200200"
-
-
-@pytest.fixture
-def smtp():
-    server = SMTPCatcher().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _doc(title: str) -> bytes:
