@@ -112,7 +112,9 @@ def deployment(tmp_path, feed_server, smtp_server):  # noqa: F811
            "MEDIAMON_STAGING_URL": ftp.staging_url(), "MEDIAMON_ALLOW_PRIVATE_NETWORKS": "true",
            "MEDIAMON_TRANSLATION_BACKEND": "none", "MEDIAMON_POLL_BATCH_SIZE": "1", "MEDIAMON_SCHEDULE": "none",
            "MEDIAMON_SMTP_HOST": "127.0.0.1", "MEDIAMON_SMTP_PORT": str(smtp_server.port),
-           "MEDIAMON_SMTP_FROM": "mediamon@example.org", "MEDIAMON_SMTP_RETRY_WAIT": "0"}
+           "MEDIAMON_SMTP_FROM": "mediamon@example.org", "MEDIAMON_SMTP_RETRY_WAIT": "0",
+           # the fixture items are years old: mail them on the rules' first run anyway (issue 18)
+           "MEDIAMON_ALERT_FIRST_RUN_LOOKBACK": str(3650 * 86400)}
     try:
         yield {"settings": settings, "feeds": feeds, "env": env, "ftp": ftp, "smtp": smtp_server}
     finally:
