@@ -64,12 +64,12 @@ class FileLock:
         self._fd: int | None = None
 
     def acquire(self, owner: str) -> None:
-        if self.path.parent.exists() and not self.path.parent.is_dir():
-            raise StoreError(f"data directory {self.path.parent} is a file, not a directory "
-                             "(MEDIAMON_DATA_DIR / --data-dir must name a directory)")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except (FileExistsError, NotADirectoryError) as exc:  # as SQLiteStore reports it
+            raise StoreError(f"data directory {self.path.parent} (or a directory above it) is a file, "
+                             "not a directory (MEDIAMON_DATA_DIR / --data-dir must name a directory)") from exc
         except OSError as exc:
             raise StoreError(f"cannot open the store's lock file {self.path}: {exc}") from exc
         try:

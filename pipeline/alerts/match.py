@@ -17,6 +17,7 @@ from ..config import AlertConfig
 from ..logs import get_logger, log
 from ..models import AlertEntry, Article
 from ..store.base import AlertLog, AlertStore, SearchRequest
+from ..undated import known_published_at
 
 logger = get_logger(__name__)
 
@@ -102,7 +103,7 @@ def alert_floors(rules: Iterable[AlertConfig], store: AlertLog, now: datetime,
 def _below_floor(article: Article, floor: datetime | None, polled_feeds: frozenset[str] | None) -> bool:
     """An item published before the floor is not alerted, nor an item whose date was inferred (the
     feed gave none: it may be years old) met on its feed's first poll (see :func:`alert_floors`)."""
-    if article.date_inferred and polled_feeds is not None and article.feed_id not in polled_feeds:
+    if known_published_at(article) is None and polled_feeds is not None and article.feed_id not in polled_feeds:
         return True
     if floor is None:
         return False

@@ -169,14 +169,6 @@ class AnalyzedArticle:
             self._prefixsets[(scope, length)] = s
         return s
 
-    def has_any_prefix(self, scope: str, prefixes: Iterable[str]) -> bool:
-        srt = self._sorted_raw(scope)
-        n = len(srt)
-        for p in prefixes:
-            i = bisect.bisect_left(srt, p)
-            if i < n and srt[i].startswith(p):
-                return True
-        return False
 
 
 def analyze_article(article: Article) -> AnalyzedArticle:
