@@ -1,0 +1,108 @@
+"""Issue 13's polling budget: the CPU savings of the first cycle keep every answer the same.
+
+* wildcard prefixes are looked up in sets that also hold the tokens shorter than the prefix
+  length (``AnalyzedArticle.prefixes``): such a token never counts as a hit;
+* matched terms cut from the text with unfolded token offsets (``_FieldData.cut``);
+* feedparser's per-start-tag base URI resolution goes through a memo (``parse._memoise_safe_uris``)
+  keyed by both arguments, bounded, and giving feedparser's own answers.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline import parse as parse_mod
+from pipeline.parse import parse_feed
+from pipeline.query import analyze_article, parse_query
+from pipeline.query.evaluate import PrefixGroup
+
+from .query_cases import make_article
+
+
+@pytest.mark.parametrize("query, text, expected", [
+    ("abc*", "ab a b", False),          # a token shorter than a short prefix is no hit
+    ("abc*", "xy abcx", True),
+    ("ab*", "a", False),
+    ("ab*", "ab", True),                # the prefix is the whole token
+    ("abcde*", "abc abcd", False),      # a long prefix whose head (3 letters) is a whole token
+    ("abcde*", "abcdef", True),
+    ("ракет* OR xyz*", "рак ра xy", False),
+    ("ракет* OR xyz*", "ракетами", True),
+])
+def test_wildcards_never_hit_a_shorter_token(query, text, expected):
+    doc = analyze_article(make_article("p1", title=text))
+    q = parse_query(query)
+    assert q.matches(doc) is expected
+    assert bool(q.matched_terms(doc)) is expected
+
+
+def test_prefix_group_hits_are_only_real_prefixes():
+    doc = analyze_article(make_article("p2", title="ab abc abcdef x"))
+    group = PrefixGroup(["a", "ab", "abc", "abd", "abcd", "abcdeg", "abcdef", "x", "xy", "xyz", "zzzz"])
+    assert sorted(group.hits(doc, "all")) == ["a", "ab", "abc", "abcd", "abcdef", "x"]
+    assert group.any_in(doc, "all")
+    assert not PrefixGroup(["xy", "abx", "abcdx"]).any_in(doc, "all")
+
+
+def test_matched_terms_are_cut_as_written_from_unfolded_text():
+    """cut() takes offsets without folding: Ё, capitals and NFD text still give the words as written."""
+    a = make_article("m2", title="ЁЖИК сказал: Ракетами «ОРЕШНИК» и Cafe\u0301 Noir")
+    assert parse_query("ежик").matched_terms(a) == ["ЁЖИК"]
+    assert parse_query("ракет*").matched_terms(a) == ["Ракетами"]
+    assert parse_query('"сказал ракетами"').matched_terms(a) == ["сказал: Ракетами"]
+
+
+ATOM = b"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom" xml:base="http://outlet.example/root/">
+  <title>t</title><id>urn:x</id><updated>2026-11-20T12:00:00Z</updated>
+  <entry xml:base="https://a.example/one/"><title>A</title><id>urn:a</id>
+    <link href="story.html"/><updated>2026-11-20T12:00:00Z</updated></entry>
+  <entry xml:base="https://b.example/two/"><title>B</title><id>urn:b</id>
+    <link href="story.html"/><updated>2026-11-20T12:00:00Z</updated></entry>
+  <entry xml:base="javascript:alert(1)//"><title>C</title><id>urn:c</id>
+    <link href="story.html"/><updated>2026-11-20T12:00:00Z</updated></entry>
+  <entry><title>D</title><id>urn:d</id>
+    <link href="story.html"/><updated>2026-11-20T12:00:00Z</updated></entry>
+</feed>
+"""
+
+
+def _unmemoised(monkeypatch) -> None:
+    from feedparser import mixin
+
+    parse_feed(ATOM, url="http://x.example/f.xml")  # installs the memo
+    monkeypatch.setattr(mixin, "make_safe_absolute_uri", mixin.make_safe_absolute_uri.original)
+
+
+@pytest.mark.parametrize("url", ["http://feeds.example/f.xml", "https://other.example/deep/f.xml", "file.xml"])
+def test_base_uri_memo_gives_feedparsers_answers(monkeypatch, url):
+    memo = parse_feed(ATOM, url=url)
+    links = [e.link for e in memo.entries]
+    # xml:base per entry: one relative href, three bases; an unsafe base is not taken
+    assert links[:2] == ["https://a.example/one/story.html", "https://b.example/two/story.html"]
+    assert links[2] == links[3] == "http://outlet.example/root/story.html"
+    with monkeypatch.context() as m:
+        _unmemoised(m)
+        plain = parse_feed(ATOM, url=url)
+    assert plain.entries == memo.entries
+    assert (plain.link, plain.title, plain.language) == (memo.link, memo.title, memo.language)
+
+
+def test_base_uri_memo_is_keyed_by_both_arguments_and_bounded(monkeypatch):
+    from feedparser import mixin
+
+    parse_feed(ATOM, url="http://x.example/f.xml")
+    safe = mixin.make_safe_absolute_uri
+    original = safe.original
+    monkeypatch.setattr(parse_mod, "_SAFE_URIS", {})
+    pairs = [("http://a.example/x/", "y"), ("http://b.example/x/", "y"), ("http://a.example/x/", "z"),
+             ("http://a.example/x/", None), ("javascript:x", "y"), ("http://a.example/", "javascript:alert(1)")]
+    for _ in range(2):  # the second round answers from the memo
+        assert [safe(b, r) for b, r in pairs] == [original(b, r) for b, r in pairs]
+    assert len(parse_mod._SAFE_URIS) == len(pairs)
+    long = "http://a.example/" + "p" * parse_mod._SAFE_URI_KEY_MAX
+    assert safe(long, "q") == original(long, "q")
+    assert len(parse_mod._SAFE_URIS) == len(pairs)  # long pairs are not kept
+    for i in range(parse_mod._SAFE_URIS_MAX + 10):
+        assert safe(f"http://h{i}.example/", "x") == f"http://h{i}.example/x"
+    assert len(parse_mod._SAFE_URIS) <= parse_mod._SAFE_URIS_MAX
