@@ -106,3 +106,40 @@ def test_base_uri_memo_is_keyed_by_both_arguments_and_bounded(monkeypatch):
     for i in range(parse_mod._SAFE_URIS_MAX + 10):
         assert safe(f"http://h{i}.example/", "x") == f"http://h{i}.example/x"
     assert len(parse_mod._SAFE_URIS) <= parse_mod._SAFE_URIS_MAX
+
+
+def test_entitlement_caches_are_keyed_by_feed_url_and_host():
+    """``identity.ascii_host`` and the feed URL's domain are cached; interleaved feeds and hosts
+    still get their own answers."""
+    from pipeline.config import FeedConfig
+    from pipeline.identity import ascii_host, entitled
+
+    tass = FeedConfig(id="tass", url="https://tass.ru/rss/v2.xml", source="TASS")
+    bbc = FeedConfig(id="bbc", url="https://feeds.bbc.co.uk/news/rss.xml", source="BBC")
+    ru = FeedConfig(id="ru", url="https://xn--e1afmkfd.xn--p1ai/rss", source="RU")
+    local = FeedConfig(id="local", url="feeds/local.xml", source="Local")
+    declared = FeedConfig(id="decl", url="feeds/local.xml", source="Decl", domains=["tass.ru"])
+    cases = [
+        (tass, "https://news.tass.ru/a/1", True), (bbc, "https://news.tass.ru/a/1", False),
+        (bbc, "https://www.bbc.co.uk/news/1", True), (tass, "https://www.bbc.co.uk/news/1", False),
+        (ru, "https://ПРИМЕР.РФ./новости/1", True), (tass, "https://пример.рф/новости/1", False),
+        (local, "https://news.tass.ru/a/1", False), (declared, "https://news.tass.ru/a/1", True),
+        (declared, "https://www.bbc.co.uk/news/1", False),
+    ]
+    for _ in range(3):  # first round fills the caches, the next ones read them
+        for feed, url, expected in cases:
+            assert entitled(feed, url) is expected, (feed.id, url)
+    assert ascii_host("ПРИМЕР.РФ.") == ascii_host("пример.рф") == "xn--e1afmkfd.xn--p1ai"
+    assert ascii_host("[::1]") == "::1"
+    assert ascii_host("a..b") is None and ascii_host("  ") is None
+
+
+@pytest.mark.parametrize("text, declared, expected", [
+    ("ab", "ru", "ru"),                                  # under 3 letters: the declaration
+    ("12 345 ½ ² Ⅻ 678 9", "en", "en"),                  # digits and numerals are not letters
+    ("½²Ⅻ ab", "en", "en"),
+])
+def test_language_detection_counts_letters_as_before(text, declared, expected):
+    from pipeline.normalize import LanguageDetector
+
+    assert LanguageDetector(["ru", "en", "uk", "be"]).detect(text, declared) == expected
