@@ -143,3 +143,48 @@ def test_language_detection_counts_letters_as_before(text, declared, expected):
     from pipeline.normalize import LanguageDetector
 
     assert LanguageDetector(["ru", "en", "uk", "be"]).detect(text, declared) == expected
+
+
+def test_a_batch_is_analysed_once_for_rules_and_index(tmp_path, monkeypatch):
+    """The analysis memo (``pipeline.analysis``) is really shared: after the topic rules ran over a
+    batch, translated as in a cycle, indexing it tokenises no text again."""
+    from datetime import datetime, timezone
+
+    from pipeline import analysis
+    from pipeline.classify import classify_stage
+    from pipeline.config import FeedConfig, load_topics
+    from pipeline.normalize import LanguageDetector, normalize_feed
+    from pipeline.settings import Settings
+    from pipeline.store.sqlite import SQLiteStore
+    from pipeline.translate import translate_stage
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    items = "".join(f"<item><title>Ракета номер {i} и учения</title><link>https://ru.example/n/{i}</link>"
+                    f"<description>Министр заявил о пуске {i}. Missile test {i}.</description></item>"
+                    for i in range(20))
+    en_items = "".join(f"<item><title>Missile test {i} near Minsk</title><link>https://en.example/n/{i}</link>"
+                       f"<description>Officials said drills {i} went on.</description></item>" for i in range(20))
+    feeds = [FeedConfig(id="ru", url="https://ru.example/rss", source="RU", language="ru"),
+             FeedConfig(id="en", url="https://en.example/rss", source="EN", language="en")]
+    now = datetime(2026, 11, 28, tzinfo=timezone.utc)
+    arts = []
+    for feed, body in zip(feeds, (items, en_items)):
+        doc = f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>{body}</channel></rss>'
+        arts += normalize_feed(parse_feed(doc.encode(), url=feed.url), feed, now, LanguageDetector(["ru", "en"]))[0]
+    assert len(arts) == 40
+    analysis.forget()
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    try:
+        translated, _ = translate_stage(arts, settings=Settings(translation_backend="none"), store=store)
+        classified, counts = classify_stage(translated, list(load_topics(root / "config")))
+        assert counts["classified"] == 40
+        calls: list[str] = []
+        real = analysis.tokenize
+        monkeypatch.setattr(analysis, "tokenize", lambda text: calls.append(text) or real(text))
+        result = store.index(classified)
+        assert len(result.created) == 40
+        assert calls == []
+    finally:
+        store.close()
+        analysis.forget()
