@@ -72,6 +72,7 @@ def _unmemoised(monkeypatch) -> None:
 
     parse_feed(ATOM, url="http://x.example/f.xml")  # installs the memo
     monkeypatch.setattr(mixin, "make_safe_absolute_uri", mixin.make_safe_absolute_uri.original)
+    monkeypatch.setattr(parse_mod, "_memoise_safe_uris", lambda: None)  # and parse_feed keeps it out
 
 
 @pytest.mark.parametrize("url", ["http://feeds.example/f.xml", "https://other.example/deep/f.xml", "file.xml"])
@@ -83,7 +84,11 @@ def test_base_uri_memo_gives_feedparsers_answers(monkeypatch, url):
     assert links[2] == links[3] == "http://outlet.example/root/story.html"
     with monkeypatch.context() as m:
         _unmemoised(m)
+        from feedparser import mixin
+
+        assert not getattr(mixin.make_safe_absolute_uri, "mediamon_memo", False)
         plain = parse_feed(ATOM, url=url)
+        assert not getattr(mixin.make_safe_absolute_uri, "mediamon_memo", False)
     assert plain.entries == memo.entries
     assert (plain.link, plain.title, plain.language) == (memo.link, memo.title, memo.language)
 
@@ -188,3 +193,33 @@ def test_a_batch_is_analysed_once_for_rules_and_index(tmp_path, monkeypatch):
     finally:
         store.close()
         analysis.forget()
+
+
+@pytest.mark.slow
+def test_base_uri_memo_changes_nothing_on_real_feeds_and_feedparsers_base_tests(monkeypatch):
+    """Every real feed in ../shared/feeds and feedparser's own xml:base tests parse to the same
+    entries with the memo as with feedparser's function."""
+    from .conftest import SHARED
+
+    docs = sorted((SHARED / "feeds").glob("*.xml")) + sorted(
+        (SHARED / "peer" / "feedparser-tests" / "wellformed" / "base").glob("*.xml"))
+    if len(docs) < 100:
+        pytest.skip("../shared/feeds or ../shared/peer/feedparser-tests not present")
+    url = "http://feeds.example.org/dir/feed.xml"
+
+    def parse_all() -> list:
+        out = []
+        for p in docs:
+            try:
+                f = parse_feed(p.read_bytes(), url=url)
+                out.append((p.name, f.entries, f.link, f.title, f.warnings))
+            except Exception as exc:  # noqa: BLE001 - a refused document must be refused alike
+                out.append((p.name, repr(exc)))
+        return out
+
+    memo = parse_all()
+    with monkeypatch.context() as m:
+        _unmemoised(m)
+        plain = parse_all()
+    assert len(plain) == len(memo) and plain == memo
+    assert sum(1 for r in memo if len(r) > 2 and r[1]) > 100  # documents with entries were compared
