@@ -59,3 +59,53 @@ def test_prepared_rows_carry_the_document_and_columns_as_before():
         assert r.params == (a.feed_id, a.source, a.language, a.canonical_url, d["published_at"],
                             d["fetched_at"], a.content_hash, a.translation.status, r.doc, 0, a.guid)
         assert r.fts == _reference_fts(a) and r.topics == tuple(a.topics)
+
+
+# --- the FTS5 rows of a chunk are inserted in a thread while the next chunk is prepared -------------
+
+def _many(n: int, start: int = 100):
+    return [art(start + i, f"Ракета номер {i} упала", f"Сводка {i}", title_en=f"Missile number {i} fell")
+            for i in range(n)]
+
+
+def test_fts_rows_inserted_in_a_thread_are_searchable_per_chunk(tmp_path, monkeypatch):
+    from pipeline.store.base import SearchRequest
+    from pipeline.store.sqlite import SQLiteStore
+
+    monkeypatch.setattr(SQLiteStore, "INDEX_CHUNK", 7)  # several chunks: overlap, careful rows between
+    batch = _many(30)
+    batch.insert(10, batch[3])  # a repeated id in a later chunk takes the careful path
+    with SQLiteStore(tmp_path / "s.sqlite3") as s:
+        r = s.index(batch)
+        assert len(r.created) == 30 and not r.failed
+        assert s.search(SearchRequest(query="ракета", limit=50)).total == 30
+        assert s.search(SearchRequest(query="title:missile", limit=50)).total == 30
+        assert s.search(SearchRequest(query="ракет*", limit=50)).total == 30
+        assert s.search(SearchRequest(query='"Missile number 17"', limit=50)).total == 1
+
+
+def test_a_chunk_whose_fts_insert_is_refused_is_redone_article_by_article(tmp_path, monkeypatch):
+    from pipeline.store.base import SearchRequest
+    from pipeline.store.sqlite import SQLiteStore
+
+    with SQLiteStore(tmp_path / "s.sqlite3") as s:
+        # the one-statement FTS5 insert of the fast path fails with a constraint error; the careful
+        # path (one savepoint and one FTS5 insert per article) must still store and index every item
+        s.connection.execute("CREATE TABLE refuse (x CHECK (0))")
+        monkeypatch.setattr(SQLiteStore, "_INSERT_FTS_JSON", "INSERT INTO refuse SELECT ?1 + key FROM json_each(?2)")
+        r = s.index(_many(12))
+        assert len(r.created) == 12 and not r.failed
+        assert s.search(SearchRequest(query="ракета", limit=50)).total == 12
+
+
+def test_a_database_error_in_the_fts_thread_aborts_the_whole_call(tmp_path, monkeypatch):
+    from pipeline.errors import StoreUnavailable
+    from pipeline.store.sqlite import SQLiteStore
+
+    with SQLiteStore(tmp_path / "s.sqlite3") as s:
+        monkeypatch.setattr(SQLiteStore, "_INSERT_FTS_JSON", "INSERT INTO no_such_table SELECT 1")
+        with pytest.raises(StoreUnavailable, match="no_such_table"):
+            s.index(_many(5))
+        assert s.count() == 0  # nothing half-written: the transaction was rolled back
+        monkeypatch.undo()
+        assert len(s.index(_many(5)).created) == 5

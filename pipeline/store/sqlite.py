@@ -22,9 +22,10 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, NamedTuple, Sequence
+from typing import Callable, Iterable, NamedTuple, Sequence
 
 from ..analysis import FIELD_GAP, analyse, analyse_lemmas
 from ..errors import StoreError, StoreUnavailable
@@ -243,6 +244,27 @@ def _prepare_rows(articles: Sequence[Article]) -> list[_Row]:
     return rows
 
 
+class _FtsInsert:
+    """One statement run on ``db`` in a thread of its own; :meth:`wait` joins it and returns the
+    exception it raised, if any.  The connection is used by nobody else meanwhile (index())."""
+
+    def __init__(self, db: sqlite3.Connection, sql: str, params: tuple):
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(db, sql, params), name="mediamon-fts-insert",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, db: sqlite3.Connection, sql: str, params: tuple) -> None:
+        try:
+            db.execute(sql, params)
+        except BaseException as exc:  # noqa: BLE001 - handed to the indexing thread by wait()
+            self._error = exc
+
+    def wait(self) -> BaseException | None:
+        self._thread.join()
+        return self._error
+
+
 def _encode_cursor(published_at: str, rowid: int, undated: int = 0) -> str:
     value = [published_at, rowid] + ([1] if undated else [])
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
@@ -394,10 +416,15 @@ class SQLiteStore(Closing):
         chunks = [articles[i:i + self.INDEX_CHUNK] for i in range(0, len(articles), self.INDEX_CHUNK)]
 
         def do() -> None:
-            # (preparing the next chunk in a thread while SQLite writes this one was measured: no
-            # gain, the GIL hand-over serialises them)
-            for chunk in chunks:
-                self._write_chunk(_prepare_rows(chunk), outcome, failed)
+            # the next chunk's rows are built while a thread inserts this chunk's FTS5 rows (one
+            # statement: SQLite tokenizes and indexes without holding the GIL); see _write_chunk
+            rows = _prepare_rows(chunks[0]) if chunks else []
+            for k in range(len(chunks)):
+                finish = self._write_chunk(rows, outcome, failed)
+                try:
+                    rows = _prepare_rows(chunks[k + 1]) if k + 1 < len(chunks) else []
+                finally:
+                    finish()  # always before anything else touches the connection (or rolls back)
 
         self._write(do)
         ids = list(dict.fromkeys(a.id for a in articles))
@@ -412,7 +439,19 @@ class SQLiteStore(Closing):
     _INSERT_FTS = f"INSERT INTO articles_fts (rowid, {', '.join(FTS_COLUMNS)}) VALUES ({_FTS_PLACEHOLDERS})"
     _INSERT_TOPIC = "INSERT OR IGNORE INTO article_topics (topic, article_rowid) VALUES (?,?)"
 
-    def _write_chunk(self, rows: list["_Row"], outcome: dict[str, str], failed: dict[str, str]) -> None:
+    # the FTS5 rows of a chunk as one statement over a JSON array of the rows' nine values: it runs
+    # in one sqlite3_step, during which Python's sqlite3 module releases the GIL
+    _INSERT_FTS_JSON = (f"INSERT INTO articles_fts (rowid, {', '.join(FTS_COLUMNS)}) SELECT ?1 + key, "
+                        + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(FTS_COLUMNS)))
+                        + " FROM json_each(?2)")
+    _REFUSED = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, ValueError)
+
+    def _write_chunk(self, rows: list["_Row"], outcome: dict[str, str],
+                     failed: dict[str, str]) -> Callable[[], None]:
+        """Write the chunk's new articles (fast path) and start inserting their FTS5 rows in a
+        thread; the returned ``finish`` waits for that insert, then writes the careful-path
+        articles.  Until ``finish`` returns, the caller must not use the connection: it may only
+        prepare the next chunk's rows (pure Python, overlapping with SQLite's tokenizing)."""
         db = self._db
         existing: dict[str, tuple[int, str]] = {}
         ids = [r.id for r in rows]
@@ -430,25 +469,41 @@ class SQLiteStore(Closing):
             else:
                 careful.append(r)
             seen.add(r.id)
+        job: _FtsInsert | None = None
         if fast:
             base = db.execute("SELECT coalesce(max(rowid), 0) FROM articles").fetchone()[0]
             db.execute("SAVEPOINT article_chunk")
             try:
                 db.executemany(self._INSERT_ARTICLE, [r.params + (r.id, base + n) for n, r in enumerate(fast, 1)])
-                db.executemany(self._INSERT_FTS, [(base + n, *r.fts) for n, r in enumerate(fast, 1)])
                 db.executemany(self._INSERT_TOPIC, [(t, base + n) for n, r in enumerate(fast, 1) for t in r.topics])
-            except (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, ValueError):
+                payload = json.dumps([r.fts for r in fast], ensure_ascii=False)
+            except self._REFUSED:
                 # some row is refused: redo this chunk one article at a time to find it
                 db.execute("ROLLBACK TO article_chunk")
                 db.execute("RELEASE article_chunk")
-                careful = fast + careful
-                careful.sort(key=lambda r: r.pos)
+                careful = sorted(fast + careful, key=lambda r: r.pos)
+                fast = []
             else:
-                db.execute("RELEASE article_chunk")
-                for r in fast:
-                    outcome[r.id] = "created"
-        for r in careful:
-            self._write_one(r, outcome, failed)
+                job = _FtsInsert(db, self._INSERT_FTS_JSON, (base + 1, payload))
+
+        def finish() -> None:
+            nonlocal careful
+            if job is not None:
+                error = job.wait()
+                if error is None:
+                    db.execute("RELEASE article_chunk")
+                    for r in fast:
+                        outcome[r.id] = "created"
+                elif isinstance(error, self._REFUSED):
+                    db.execute("ROLLBACK TO article_chunk")
+                    db.execute("RELEASE article_chunk")
+                    careful = sorted(fast + careful, key=lambda r: r.pos)
+                else:
+                    raise error  # the database itself failed (disk full, I/O): the call aborts
+            for r in careful:
+                self._write_one(r, outcome, failed)
+
+        return finish
 
     def _write_one(self, r: "_Row", outcome: dict[str, str], failed: dict[str, str]) -> None:
         db = self._db
