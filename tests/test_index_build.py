@@ -109,3 +109,69 @@ def test_a_database_error_in_the_fts_thread_aborts_the_whole_call(tmp_path, monk
         assert s.count() == 0  # nothing half-written: the transaction was rolled back
         monkeypatch.undo()
         assert len(s.index(_many(5)).created) == 5
+
+
+# --- WAL checkpoints in a background thread ---------------------------------------------------------
+
+def test_the_wal_is_checkpointed_in_the_background_and_restarts_small(tmp_path, monkeypatch):
+    from pipeline.store.base import SearchRequest
+    from pipeline.store.sqlite import SQLiteStore
+
+    monkeypatch.setattr(SQLiteStore, "CHECKPOINT_WAL_BYTES", 64 * 1024)
+    path = tmp_path / "s.sqlite3"
+    wal = tmp_path / "s.sqlite3-wal"
+    with SQLiteStore(path) as s:
+        assert s.connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000  # the backstop
+        sizes = []
+        for k in range(6):
+            s.index(_many(40, start=1000 + 40 * k))
+            sizes.append(wal.stat().st_size)
+            s._checkpointer and s._checkpointer.join()  # (a test wants the checkpoint done before the next write)
+        assert s._checkpoint_db is not None  # a checkpoint ran, on its own connection
+        # every batch writes more than the threshold, and each write after a checkpoint restarts the WAL
+        # from its beginning (truncated): after the first write (the schema too) it holds about one batch
+        assert max(sizes[1:]) < 1.5 * min(sizes[1:]) and sizes[-1] < sizes[0], sizes
+        assert s.search(SearchRequest(query="ракета", limit=1)).total == 240
+    # closing joins the checkpointer and leaves a store that reopens with everything in it
+    with SQLiteStore(path) as s:
+        assert s.count() == 240 and s.search(SearchRequest(query="title:missile", limit=1)).total == 240
+
+
+def test_without_a_checkpoint_the_wal_would_keep_growing(tmp_path, monkeypatch):
+    """The control for the test above: with the background checkpoint off (threshold out of reach)
+    the same writes grow the WAL batch after batch (the backstop is far away)."""
+    from pipeline.store.sqlite import SQLiteStore
+
+    monkeypatch.setattr(SQLiteStore, "CHECKPOINT_WAL_BYTES", 2**40)
+    wal = tmp_path / "s.sqlite3-wal"
+    with SQLiteStore(tmp_path / "s.sqlite3") as s:
+        sizes = []
+        for k in range(6):
+            s.index(_many(40, start=1000 + 40 * k))
+            sizes.append(wal.stat().st_size)
+        assert s._checkpointer is None and sizes[-1] > 2.5 * sizes[0], sizes
+
+
+def test_a_failing_background_checkpoint_loses_nothing(tmp_path, monkeypatch, caplog):
+    import sqlite3
+
+    from pipeline.store.sqlite import SQLiteStore
+
+    monkeypatch.setattr(SQLiteStore, "CHECKPOINT_WAL_BYTES", 64 * 1024)
+    path = tmp_path / "s.sqlite3"
+    with SQLiteStore(path) as s:
+        class Broken:
+            def execute(self, *a):
+                raise sqlite3.OperationalError("disk I/O error")
+
+            def close(self):
+                pass
+
+        s._checkpoint_db = Broken()  # type: ignore[assignment]
+        for k in range(3):
+            s.index(_many(40, start=1000 + 40 * k))
+            s._checkpointer and s._checkpointer.join()
+        assert any(r.getMessage() == "wal_checkpoint_failed" for r in caplog.records)
+        assert s.count() == 120
+    with SQLiteStore(path) as s:
+        assert s.count() == 120

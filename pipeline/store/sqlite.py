@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import sqlite3
 import threading
 from datetime import datetime, timezone
@@ -29,9 +30,12 @@ from typing import Callable, Iterable, NamedTuple, Sequence
 
 from ..analysis import FIELD_GAP, analyse, analyse_lemmas
 from ..errors import StoreError, StoreUnavailable
+from ..logs import get_logger, log
 from ..models import Article, FeedState, to_iso
 from .base import (AlertEntry, Closing, CorruptRows, IndexResult, SearchRequest, SearchResult, Stats, StoredVersion,
                    TranslationKey)
+
+logger = get_logger(__name__)
 
 FTS_COLUMNS = ("title", "summary", "content", "title_raw", "summary_raw", "content_raw",
                "title_lem", "summary_lem", "content_lem")
@@ -285,8 +289,14 @@ def _decode_cursor(cursor: str) -> tuple[str, int, int]:
 class SQLiteStore(Closing):
     """The embedded default store.  ``SQLiteStore(path)`` creates or migrates the file."""
 
+    CHECKPOINT_WAL_BYTES = 40 * 2**20  # a background checkpoint once the WAL holds this much
+
     def __init__(self, path: Path | str, *, timeout: float = 30.0):
         self.path = Path(path)
+        self._wal_path = None if str(path) == ":memory:" else Path(f"{path}-wal")
+        self._checkpointer: threading.Thread | None = None
+        self._checkpoint_db: sqlite3.Connection | None = None
+        self._timeout = timeout
         self.corrupt = CorruptRows("sqlite")  # stored rows that could not be read back (skipped)
         try:
             if str(path) != ":memory:":
@@ -305,10 +315,15 @@ class SQLiteStore(Closing):
             # 64 MiB page cache (default 2 MiB): search and counts over 10^5 articles touch one table
             # page per hit; bench/search.py at 200k articles: worst query p50 93 -> ~40 ms
             self._db.execute("PRAGMA cache_size=-65536")
-            # checkpoint the WAL into the database every ~40 MB instead of every 4 MB: pages that
-            # every batch touches (FTS5 segments, index B-trees) are copied once per checkpoint
-            # (bench: index build ~+5 %); readers are not affected
-            self._db.execute("PRAGMA wal_autocheckpoint=10000")
+            # the WAL is checkpointed into the database every ~40 MB (not every 4 MB: pages that every
+            # batch touches, FTS5 segments and index B-trees, are copied once per checkpoint), by a
+            # thread with its own connection after a write (_maybe_checkpoint), so that a cycle's
+            # indexing does not wait for it (~12 % of an index build).  The WAL is truncated when it
+            # restarts, so its size tells how much is waiting.  This connection's own automatic
+            # checkpoint is the backstop, at four times that (a reader that holds the WAL, a
+            # checkpoint that cannot keep up).
+            self._db.execute("PRAGMA journal_size_limit=0")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={max(1000, 4 * self.CHECKPOINT_WAL_BYTES // 4096)}")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         except sqlite3.OperationalError as exc:
@@ -361,7 +376,9 @@ class SQLiteStore(Closing):
     def _write(self, fn):
         try:
             with self._tx():
-                return fn()
+                result = fn()
+            self._maybe_checkpoint()
+            return result
         except sqlite3.OperationalError as exc:
             # locked, disk full (SQLITE_FULL surfaces as OperationalError), I/O errors
             raise StoreUnavailable(f"SQLite write failed ({self.path}): {exc}") from exc
@@ -370,7 +387,38 @@ class SQLiteStore(Closing):
             raise StoreError(f"SQLite write failed ({self.path}): {exc.__class__.__name__}: {exc}") from exc
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.join()
+            self._checkpointer = None
+        if self._checkpoint_db is not None:
+            self._checkpoint_db.close()
+            self._checkpoint_db = None
         self._db.close()
+
+    def _maybe_checkpoint(self) -> None:
+        """After a write: start a background checkpoint when the WAL has grown past
+        CHECKPOINT_WAL_BYTES and none is running (PASSIVE: it never waits for, nor blocks, the writer
+        or readers; what a running write adds meanwhile waits for the next one)."""
+        if self._wal_path is None or (self._checkpointer is not None and self._checkpointer.is_alive()):
+            return
+        try:
+            if self._wal_path.stat().st_size < self.CHECKPOINT_WAL_BYTES:
+                return
+        except OSError:
+            return
+        self._checkpointer = threading.Thread(target=self._checkpoint, name="mediamon-wal-checkpoint", daemon=True)
+        self._checkpointer.start()
+
+    def _checkpoint(self) -> None:
+        try:
+            if self._checkpoint_db is None:
+                self._checkpoint_db = sqlite3.connect(str(self.path), timeout=self._timeout, isolation_level=None,
+                                                      check_same_thread=False)
+            busy, frames, copied = self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            log(logger, logging.DEBUG, "wal_checkpoint", path=str(self.path), frames=frames, copied=copied)
+        except sqlite3.Error as exc:
+            # nothing is lost: the writer's own automatic checkpoint (the backstop) copies the WAL later
+            log(logger, logging.WARNING, "wal_checkpoint_failed", path=str(self.path), error=str(exc))
 
     @property
     def connection(self) -> sqlite3.Connection:
