@@ -461,8 +461,9 @@ class SQLiteStore(Closing):
     def index(self, articles: Sequence[Article]) -> IndexResult:
         """Create or update ``articles`` in one transaction.
 
-        Fast path: the rows of each chunk of new articles go in with three ``executemany`` calls
-        (one statement per article and table instead of six round trips).  Articles already
+        Fast path: the rows of each chunk of new articles go in with two ``executemany`` calls
+        (articles, topics) and one FTS5 statement that runs in a thread while the next chunk's rows
+        are built (:meth:`_write_chunk`).  Articles already
         stored (an update or an unchanged copy), repeated ids, and every article of a chunk the
         database refused take the careful path: one savepoint per article, so that an item the
         database refuses (constraint, trigger, text it cannot encode) is dead-lettered alone and the
