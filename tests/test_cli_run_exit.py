@@ -75,14 +75,21 @@ def test_store_unreachable_exits_3(tmp_path):
     assert "store unreachable" in res.output
 
 
-def test_deferred_alert_email_exits_4_naming_the_smtp_host_and_port(tmp_path, smtp_server):
+def _smtp_setup(tmp_path, smtp_server, rule: dict) -> dict:
+    """One Russian fixture feed, one alert ``rule`` mailing to the test SMTP server (one attempt,
+    no wait); the fixture's old items are within the first-run look-back.  Returns the env."""
     env = _env(tmp_path, MEDIAMON_SMTP_HOST="127.0.0.1", MEDIAMON_SMTP_PORT=str(smtp_server.port),
                MEDIAMON_SMTP_RETRY_ATTEMPTS="1", MEDIAMON_SMTP_RETRY_WAIT="0",
                MEDIAMON_ALERT_FIRST_RUN_LOOKBACK=str(3650 * 86400))
     write_feeds_yaml(tmp_path / "config", [
         {"id": "ru", "url": str(FEED_FIXTURES / "ru_news.xml"), "source": "RU", "language": "ru"}])
-    (tmp_path / "config" / "alerts.yaml").write_text(yaml.safe_dump(
-        {"alerts": [{"id": "oreshnik", "query": "Орешник", "recipients": ["analyst@example.org"]}]}))
+    (tmp_path / "config" / "alerts.yaml").write_text(yaml.safe_dump({"alerts": [rule]}))
+    return env
+
+
+def test_deferred_alert_email_exits_4_naming_the_smtp_host_and_port(tmp_path, smtp_server):
+    env = _smtp_setup(tmp_path, smtp_server,
+                      {"id": "oreshnik", "query": "Орешник", "recipients": ["analyst@example.org"]})
     smtp_server.data_replies = ["451 4.3.0 try again later"] * 5
     res = runner.invoke(app, ["run"], env=env)
     assert res.exit_code == MAIL_DEFERRED, res.output
@@ -98,13 +105,8 @@ def test_deferred_alert_email_exits_4_naming_the_smtp_host_and_port(tmp_path, sm
 
 
 def test_deferred_digest_exits_4_naming_the_smtp_host_and_port(tmp_path, smtp_server):
-    env = _env(tmp_path, MEDIAMON_SMTP_HOST="127.0.0.1", MEDIAMON_SMTP_PORT=str(smtp_server.port),
-               MEDIAMON_SMTP_RETRY_ATTEMPTS="1", MEDIAMON_SMTP_RETRY_WAIT="0",
-               MEDIAMON_ALERT_FIRST_RUN_LOOKBACK=str(3650 * 86400))
-    write_feeds_yaml(tmp_path / "config", [
-        {"id": "ru", "url": str(FEED_FIXTURES / "ru_news.xml"), "source": "RU", "language": "ru"}])
-    (tmp_path / "config" / "alerts.yaml").write_text(yaml.safe_dump(
-        {"alerts": [{"id": "daily", "query": "Орешник", "recipients": ["analyst@example.org"], "mode": "digest"}]}))
+    env = _smtp_setup(tmp_path, smtp_server, {"id": "daily", "query": "Орешник",
+                                              "recipients": ["analyst@example.org"], "mode": "digest"})
     assert runner.invoke(app, ["run"], env=env).exit_code == OK  # digests are queued, not sent, by run
     smtp_server.data_replies = ["451 4.3.0 try again later"]
     res = runner.invoke(app, ["alerts", "digest"], env=env)
