@@ -94,6 +94,33 @@ def test_default_topics_on_written_examples(title, expected):
     assert set(out.topics) == expected
 
 
+@pytest.mark.parametrize("title,summary,expected", [
+    # an exercise alone is not a test-firing (codebook: test-fired / test-launched)
+    ("Расчёты «Искандеров» отработали применение комплексов в ходе учений", "", set()),
+    # sirens are an air-raid alert
+    ("Rocket alert sirens sound across northern Israel", "", {"missile_strike"}),
+    # stationing, a handover in the title, a named air-defence system
+    ("US to station long-range missiles in Germany from 2026", "", {"missile_deployment"}),
+    ("Иран передал России партию баллистических ракет", "", {"missile_deployment"}),
+    ("Pentagon to send a THAAD battery to Israel", "", {"missile_deployment"}),
+    # hydrogen bomb and a nuclear build-up state the nuclear aspect
+    ("КНДР заявила о создании водородной бомбы", "", {"nuclear_weapons"}),
+    ("Kim calls for an exponential nuclear build-up", "", {"nuclear_weapons"}),
+    # Russia's invasion of Ukraine is the Russian part of Belarus's military role
+    ("Belarusian troops ready to join the invasion of Ukraine, Lukashenko says", "", {"belarus_russia_military"}),
+    # a daily round-up has no main point: neither a strike nor a deployment
+    ("Спецоперация. Обстановка и главные события на 5 декабря",
+     "ВСУ атаковали беспилотниками Белгородскую область, сбиты 12 дронов. Минобороны сообщило о поставках ракет.",
+     set()),
+])
+def test_default_topics_codebook_cases(title, summary, expected):
+    """The codebook-driven rule changes of issue 13's last pass (written examples, not eval items;
+    each of them fails with the rules before that pass)."""
+    topics = load_topics(ROOT / "config")
+    (out,), _ = classify_stage([make_article("x", title=title, summary=summary)], topics)
+    assert set(out.topics) == expected
+
+
 class FixedScores:
     """A TopicClassifier with fixed scores (checks the combination logic, not a model)."""
 
