@@ -10,6 +10,8 @@ input of ``classify`` and ``eval-topics``) into an Article, naming the line of a
 from __future__ import annotations
 
 import hashlib
+import random
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Iterator, Literal, Sequence
@@ -99,6 +101,8 @@ class Evaluation:
     per_topic: dict[str, TopicScore]
     errors: list[dict] = field(default_factory=list)
     items: int = 0
+    # (predicted, gold) topic ids of every item, in input order: what :meth:`confidence` resamples
+    pairs: list[tuple[frozenset[str], frozenset[str]]] = field(default_factory=list)
 
     @property
     def micro(self) -> TopicScore:
@@ -118,6 +122,51 @@ class Evaluation:
                           "tp": m.tp, "fp": m.fp, "fn": m.fn},
                 "items": self.items}
 
+    def confidence(self, *, resamples: int = 1000, seed: int = 0, level: float = 0.95
+                   ) -> dict[str, tuple[float, float]]:
+        """Percentile bootstrap intervals of each topic's F1 and of micro F1 (key ``"micro"``):
+        ``resamples`` times, draw as many items as there are, with replacement, and score the
+        draw.  Fixed ``seed``: the same evaluation gives the same intervals.
+
+        What it does not know: items of one story (the same news in several channels) are
+        resampled as if independent, so the intervals are, if anything, too narrow.  Only items
+        with some tp, fp or fn count (the others add nothing to any F1), which keeps this cheap.
+        """
+        if not 0 < level < 1:
+            raise ValueError("level must be between 0 and 1")
+        ids = list(self.per_topic)
+        n = len(self.pairs)
+        informative: dict[int, list[tuple[int, int]]] = {}  # item -> [(topic index, 0 tp | 1 fp | 2 fn)]
+        for i, (pred, gold) in enumerate(self.pairs):
+            marks = [(k, 0 if t in gold else 1) for k, t in enumerate(ids) if t in pred]
+            marks += [(k, 2) for k, t in enumerate(ids) if t in gold and t not in pred]
+            if marks:
+                informative[i] = marks
+        rng = random.Random(seed)
+        samples: dict[str, list[float]] = {t: [] for t in [*ids, "micro"]}
+        population = range(n)
+        for _ in range(resamples if n else 0):
+            drawn = Counter(rng.choices(population, k=n))
+            counts = [[0, 0, 0] for _ in ids]
+            for i, outcomes in informative.items():
+                c = drawn.get(i)
+                if c:
+                    for k, kind in outcomes:
+                        counts[k][kind] += c
+            for t, (tp, fp, fn) in zip(ids, counts):
+                samples[t].append(TopicScore(tp, fp, fn).f1)
+            samples["micro"].append(TopicScore(*map(sum, zip(*counts))).f1 if counts else 0.0)
+        tail = (1 - level) / 2
+        out: dict[str, tuple[float, float]] = {}
+        for t, xs in samples.items():
+            if not xs:
+                continue
+            xs.sort()
+            lo = xs[min(len(xs) - 1, int(tail * len(xs)))]
+            hi = xs[min(len(xs) - 1, int((1 - tail) * len(xs)))]
+            out[t] = (round(lo, 4), round(hi, 4))
+        return out
+
 
 def evaluate(items: Sequence[tuple[Article, set[str]]], topics: list[TopicConfig], classifier: Any = None) -> Evaluation:
     """Precision/recall/F1 per topic of the classifier against gold labels."""
@@ -128,6 +177,7 @@ def evaluate(items: Sequence[tuple[Article, set[str]]], topics: list[TopicConfig
     ev = Evaluation({t.id: TopicScore() for t in topics}, items=len(items))
     for a, (_, gold) in zip(out, items):
         pred = set(a.topics)
+        ev.pairs.append((frozenset(pred), frozenset(gold)))
         terms = {m.topic: list(m.terms) for m in a.topic_matches}
         for t in topics:
             s = ev.per_topic[t.id]

@@ -83,6 +83,22 @@ def test_eval_topics_table_and_errors(tmp_path):
     assert "FP" in res.output and "x1" in res.output and "NATO" in res.output
 
 
+def test_eval_topics_bootstrap_intervals(tmp_path):
+    """--bootstrap N adds each F1's 95% interval (JSON ci95, a table column); without it the output
+    is as before."""
+    res = _run("eval-topics", str(_labelled(tmp_path)), "--config-dir", CONFIG, "--json", "--bootstrap", "200")
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert set(d["ci95"]) == {*d["topics"], "micro"}
+    for k, (lo, hi) in d["ci95"].items():
+        f1 = d["micro"]["f1"] if k == "micro" else d["topics"][k]["f1"]
+        assert 0 <= lo <= f1 + 1e-4 and f1 - 1e-4 <= hi <= 1, (k, lo, f1, hi)
+    res = _run("eval-topics", str(_labelled(tmp_path)), "--config-dir", CONFIG, "--bootstrap", "200")
+    assert res.exit_code == 0 and "95% CI" in res.output
+    assert "ci95" not in json.loads(_run("eval-topics", str(_labelled(tmp_path)), "--config-dir", CONFIG,
+                                         "--json").output)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not DEV.exists(), reason="../shared/eval/dev.jsonl not available")
 def test_dev_set_acceptance():

@@ -104,6 +104,10 @@ def eval_topics(
                                                   "e.g. page- for the paraphrases of dev.jsonl."),
     split: str = typer.Option("all", "--split", help="all, or tune / untouched: the fixed split by sha1(id) % 3 "
                               "(untouched = 0, a third for reporting only; tune on the rest)."),
+    bootstrap: int = typer.Option(0, "--bootstrap", min=0, metavar="N",
+                                  help="Add 95% intervals of every F1 from N bootstrap resamples of the items "
+                                       "(e.g. 1000; JSON: ci95). Items of one story count as independent, "
+                                       "so the intervals are if anything too narrow."),
 ) -> None:
     """Measure the topic rules on labelled items: precision, recall, F1, tp/fp/fn per topic and micro.
 
@@ -111,6 +115,8 @@ def eval_topics(
 
     Example (real news only, the reporting third):
     mediamon eval-topics ../shared/eval/dev.jsonl ../shared/eval/news_dev.jsonl --exclude-prefix page- --split untouched
+
+    Example (how much of a difference is noise): mediamon eval-topics ../shared/eval/news_dev.jsonl --bootstrap 1000
     """
     from ..classify import load_classifier
     from ..evaluation import SPLITS, select_rows
@@ -127,17 +133,23 @@ def eval_topics(
         file = files[0] if len(files) == 1 else Path(" + ".join(str(f) for f in files))
         classifier = None if rules_only else load_classifier(settings)
         ev = evaluate(items, topics, classifier)
+        ci = ev.confidence(resamples=bootstrap) if bootstrap else {}
     if json_out:
-        typer.echo(json.dumps(ev.to_dict()))
+        out = ev.to_dict()
+        if bootstrap:
+            out["ci95"] = {k: list(v) for k, v in ci.items()}
+        typer.echo(json.dumps(out))
     else:
         table = Table(title=f"topic rules on {escape(str(file))} ({ev.items} items)")
-        for col in ("topic", "precision", "recall", "F1", "tp", "fp", "fn"):
+        for col in ("topic", "precision", "recall", "F1", *(("F1 95% CI",) if bootstrap else ()), "tp", "fp", "fn"):
             table.add_column(col, justify="left" if col == "topic" else "right")
+        interval = lambda k: (f"{ci[k][0]:.3f}–{ci[k][1]:.3f}" if k in ci else "-",) if bootstrap else ()  # noqa: E731
         for tid, s in ev.per_topic.items():
-            table.add_row(tid, f"{s.precision:.3f}", f"{s.recall:.3f}", f"{s.f1:.3f}", str(s.tp), str(s.fp), str(s.fn))
+            table.add_row(tid, f"{s.precision:.3f}", f"{s.recall:.3f}", f"{s.f1:.3f}", *interval(tid),
+                          str(s.tp), str(s.fp), str(s.fn))
         m = ev.micro
         table.add_row("[bold]micro[/]", f"{m.precision:.3f}", f"{m.recall:.3f}", f"[bold]{m.f1:.3f}[/]",
-                      str(m.tp), str(m.fp), str(m.fn))
+                      *interval("micro"), str(m.tp), str(m.fp), str(m.fn))
         console.print(table)
     if errors:
         wanted = set(topic)
