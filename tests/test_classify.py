@@ -108,6 +108,10 @@ def test_default_topics_on_written_examples(title, expected):
     ("Kim calls for an exponential nuclear build-up", "", {"nuclear_weapons"}),
     # Russia's invasion of Ukraine is the Russian part of Belarus's military role
     ("Belarusian troops ready to join the invasion of Ukraine, Lukashenko says", "", {"belarus_russia_military"}),
+    # the launch (пуск) of a new strategic system is its flight test as well as a strike
+    # (codebook clarification 3); the strike side comes from the attack words
+    ("Москва уведомила Вашингтон о пуске «Орешника» за полчаса до удара по Днепру", "",
+     {"missile_deployment", "missile_strike"}),
     # a daily round-up has no main point: neither a strike nor a deployment
     ("Спецоперация. Обстановка и главные события на 5 декабря",
      "ВСУ атаковали беспилотниками Белгородскую область, сбиты 12 дронов. Минобороны сообщило о поставках ракет.",
