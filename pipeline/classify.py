@@ -15,7 +15,18 @@ How the two combine
 
 A topic with ``languages:`` only applies to items in those languages (detected language, else
 the feed's declared one; items of unknown language are classified against every topic).
-``topic:x`` inside a topic query sees the topics listed *before* it in topics.yaml.
+``topic:x`` inside a topic query sees the topics listed *before* it in topics.yaml (as the rules
+matched them, before ``yields_to`` below).
+
+Main point (``yields_to``)
+--------------------------
+A topic may name topics it *yields to* (``yields_to: [missile_strike]``).  When it and one of them
+both match an item, the item may be about one of them and mention the other in passing (the
+codebook: a topic applies when it is the title or the main point of the item).  Then the title
+decides: if the other topic's rule matches the title alone (title and its translation, without the
+summary) and this topic's rule does not, this topic is dropped (:func:`yielded_to`).  When both or
+neither match the title alone, both stay.  ``mediamon show`` and ``topics explain`` say when a
+topic was dropped this way.
 """
 
 from __future__ import annotations
@@ -66,7 +77,7 @@ def compile_topics(topics: Sequence[TopicConfig]) -> list[CompiledTopic]:
 
 
 def rule_matches(article: Article | AnalyzedArticle, compiled: Sequence[CompiledTopic]) -> list[TopicMatch]:
-    """Rule-based topic matches of one article, in topics.yaml order."""
+    """Rule-based topic matches of one article, in topics.yaml order (after ``yields_to``)."""
     doc = article if isinstance(article, AnalyzedArticle) else AnalyzedArticle(article)
     doc.topics = frozenset()
     matches: list[TopicMatch] = []
@@ -76,7 +87,42 @@ def rule_matches(article: Article | AnalyzedArticle, compiled: Sequence[Compiled
         if t.query.compile()(doc):
             matches.append(TopicMatch(t.id, 1.0, "rule", tuple(t.query.matched_terms(doc))))
             doc.topics = doc.topics | {t.id}
-    return matches
+    return _main_point(doc, matches, compiled)
+
+
+def title_view(article: Article) -> Article:
+    """The article with its title (and the title's translation) only: what ``yields_to`` asks."""
+    return article.replace(summary="", content=None, summary_en=None, content_en=None)
+
+
+def yielded_to(topic: CompiledTopic, matched: Sequence[str], compiled: Sequence[CompiledTopic],
+               title: AnalyzedArticle) -> str | None:
+    """The topic that ``topic`` (taken to have matched the whole item) yields to, or None: the
+    first of its ``yields_to`` among the ``matched`` topic ids whose rule matches the title alone
+    (``title``: the analysed :func:`title_view` of the item) while ``topic``'s rule does not."""
+    wanted = [y for y in topic.config.yields_to if y in matched]
+    if not wanted:
+        return None
+    title.topics = frozenset(matched)
+    if topic.query.compile()(title):
+        return None
+    by_id = {t.id: t for t in compiled}
+    return next((y for y in wanted if y in by_id and by_id[y].query.compile()(title)), None)
+
+
+def _main_point(doc: AnalyzedArticle, matches: list[TopicMatch],
+                compiled: Sequence[CompiledTopic]) -> list[TopicMatch]:
+    """Drop the matched topics that yield to another matched topic (see the module docstring).
+    Decided on the matches as the rules made them, so the order of topics.yaml does not matter."""
+    if len(matches) < 2:
+        return matches
+    matched = [m.topic for m in matches]
+    contested = [t for t in compiled if t.id in matched and any(y in matched for y in t.config.yields_to)]
+    if not contested:
+        return matches
+    title = AnalyzedArticle(title_view(doc.article))
+    dropped = {t.id for t in contested if yielded_to(t, matched, compiled, title) is not None}
+    return [m for m in matches if m.topic not in dropped] if dropped else matches
 
 
 # --- optional model ---------------------------------------------------------------------------------

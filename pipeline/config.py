@@ -94,6 +94,10 @@ class TopicConfig(_QueryEntry):
     description: str = ""
     query: str
     languages: tuple[str, ...] | None = None
+    # When this topic and one of these both match, the title decides the item's main point: if the
+    # other's rule matches the title alone and this one's does not, this topic is dropped
+    # (pipeline.classify.yielded_to).
+    yields_to: tuple[str, ...] = ()
 
     _v_id = field_validator("id")(classmethod(lambda cls, v: _check_id(v)))
 
@@ -212,6 +216,12 @@ def load_topics(config_dir: Path) -> list[TopicConfig]:
             parse_query(t.query, aliases)
         except QuerySyntaxError as exc:
             raise ConfigError(f"{path}: entry {i} (id {t.id!r}): field 'query': {exc}") from exc
+    known = {t.id for t in topics}
+    for i, t in enumerate(topics, start=1):
+        for other in t.yields_to:
+            if other == t.id or other not in known:
+                why = "a topic cannot yield to itself" if other == t.id else "no topic has this id"
+                raise ConfigError(f"{path}: entry {i} (id {t.id!r}): field 'yields_to': {other!r}: {why}")
     return topics
 
 

@@ -81,17 +81,32 @@ def article_rules(a: Article, topics: Sequence["TopicConfig"], alerts: Sequence[
     """Every topic that matches ``a`` now or was assigned to it, and every alert rule whose query
     matches it, with the clauses that decided (:func:`deciding_clauses`), the words found as written
     in the text (``terms``), and the full explanation tree (``explanation``: an
-    :class:`Explanation`).  ``sent(rule_id, article_id)`` says whether an alert was mailed."""
+    :class:`Explanation`).  A topic whose query matches but which gave way to another (its
+    ``yields_to``, decided by the title) has ``yielded_to`` set and is not ``matched_now``.
+    ``sent(rule_id, article_id)`` says whether an alert was mailed."""
+    from .classify import compile_topics, title_view, yielded_to
+    from .query import AnalyzedArticle
+
     rules: list[dict[str, Any]] = []
+    found = []
     for t in topics:
         q = parse_query(t.query, aliases)
         e = q.explain(a)
+        lang_ok = not t.languages or (a.language in t.languages)
+        found.append((t, q, e, e.matched and lang_ok))
+    # a topic that yields to another matched one (topics.yaml yields_to) is not a match now
+    matched = [t.id for t, _, _, ok in found if ok]
+    compiled = {c.id: c for c in compile_topics(topics)} if any(t.yields_to for t in topics) else {}
+    title = AnalyzedArticle(title_view(a)) if compiled else None
+    for t, q, e, ok in found:
         if not (e.matched or t.id in a.topics):
             continue
+        gave_way = yielded_to(compiled[t.id], matched, list(compiled.values()), title) \
+            if ok and t.yields_to and title is not None else None
         stored = next((m for m in a.topic_matches if m.topic == t.id), None)
-        lang_ok = not t.languages or (a.language in t.languages)
         rules.append({"kind": "topic", "id": t.id, "name": t.name, "query": t.query,
-                      "matched_now": e.matched and lang_ok, "assigned": t.id in a.topics,
+                      "matched_now": ok and gave_way is None, "assigned": t.id in a.topics,
+                      "yielded_to": gave_way,
                       "method": stored.method if stored else "", "score": stored.score if stored else None,
                       "languages": t.languages, "clauses": deciding_clauses(e),
                       "terms": q.matched_terms(a) if e.matched else [], "explanation": e})

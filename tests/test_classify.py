@@ -112,6 +112,11 @@ def test_default_topics_on_written_examples(title, expected):
     # (codebook clarification 3); the strike side comes from the attack words
     ("Москва уведомила Вашингтон о пуске «Орешника» за полчаса до удара по Днепру", "",
      {"missile_deployment", "missile_strike"}),
+    # deployment and strike both match: the title decides the main point (yields_to)
+    ("ВСУ ударили ракетами ATACMS по аэродрому в Курской области",
+     "Ракеты, по данным источника, были поставлены США ещё весной.", {"missile_strike"}),
+    ("«Орешник» способен поражать цели по всей Европе, заявил главком РВСН",
+     "Комплекс впервые применили для удара по Днепру в ноябре.", {"missile_deployment"}),
     # a daily round-up has no main point: neither a strike nor a deployment
     ("Спецоперация. Обстановка и главные события на 5 декабря",
      "ВСУ атаковали беспилотниками Белгородскую область, сбиты 12 дронов. Минобороны сообщило о поставках ракет.",

@@ -162,8 +162,13 @@ def _clause_line(c: dict[str, Any]) -> str:
 def _rule_head(r: dict[str, Any]) -> str:
     kind = "topic" if r["kind"] == "topic" else "alert rule"
     state = "matches" if r["matched_now"] else "query matches, but its language/topic filter excludes the item"
+    gave_way = (f"the item's title reads as {r['yielded_to']} and not as {r['id']}, so it yields to "
+                f"{r['yielded_to']} (yields_to)") if r.get("yielded_to") else ""
+    if gave_way:
+        state = f"query matches, but {gave_way}"
     if r["kind"] == "topic" and r["assigned"] and not r["matched_now"]:
-        state = "assigned when classified" + (f" ({r['method']})" if r["method"] else "") + ", not matched now"
+        state = "assigned when classified" + (f" ({r['method']})" if r["method"] else "") + ", not matched now" \
+            + (f": {gave_way}" if gave_way else "")
     extra = ""
     if r["kind"] == "alert":
         extra = f", {r['method']}" + (", already mailed" if r.get("sent") else "")

@@ -246,22 +246,43 @@ def topics_explain(
             article = Article.from_dict({"id": "explain", "title": text, "summary": summary, "title_en": text_en,
                                          "language": language}, missing_dates=utcnow())
         explanation = parse_query(t.query, t.aliases).explain(article)
-    applies = not t.languages or language is None or language in t.languages
+        applies = not t.languages or language is None or language in t.languages
+        gave_way = _yields(t, topics, article) if explanation.matched and applies else None
+    matched = explanation.matched and applies and gave_way is None
     if json_out:
-        typer.echo(json.dumps({"topic": t.id, "article_id": article_id, "matched": explanation.matched and applies,
-                               "applies": applies, "explanation": explanation.to_dict(),
+        typer.echo(json.dumps({"topic": t.id, "article_id": article_id, "matched": matched,
+                               "applies": applies, "yielded_to": gave_way, "explanation": explanation.to_dict(),
                                "deciding": deciding_clauses(explanation)}, ensure_ascii=False))
         return
-    verdict = "[green]MATCH[/]" if explanation.matched and applies else "[red]no match[/]"
+    verdict = "[green]MATCH[/]" if matched else "[red]no match[/]"
     if article_id:
         console.print(f"article {escape(article_id)}: {escape(article.title)}", soft_wrap=True, highlight=False)
     root = Tree(f"{verdict} {escape(t.id)} ({escape(t.name)})")
     if not applies:
         root.add(f"[yellow]topic applies only to languages {', '.join(t.languages or ())}[/]")
+    if gave_way:
+        root.add(f"[yellow]the query matches, but {escape(gave_way)} matches too and the title alone reads as "
+                 f"{escape(gave_way)}, not as {escape(t.id)}: {escape(t.id)} yields to it (yields_to)[/]")
     _tree(explanation if full else deciding_tree(explanation), root)
     console.print(root)
     if not full:
         console.print("[dim](only the clauses that decided; --all shows the whole query)[/]")
+
+
+def _yields(t, topics, article: Article) -> str | None:
+    """The topic ``t`` gives way to on ``article`` (its ``yields_to``, decided by the title), or None;
+    ``t`` has matched the whole item."""
+    if not t.yields_to:
+        return None
+    from ..classify import compile_topics, title_view, yielded_to
+    from ..query import AnalyzedArticle
+
+    compiled = compile_topics(topics)
+    doc = AnalyzedArticle(article)
+    matched = [c.id for c in compiled if c.id == t.id or (c.id in t.yields_to and c.applies_to(article)
+                                                          and c.query.compile()(doc))]
+    me = next(c for c in compiled if c.id == t.id)
+    return yielded_to(me, matched, compiled, AnalyzedArticle(title_view(article)))
 
 
 def _stored_article(article_id: str, data_dir: Optional[Path]) -> Article:
