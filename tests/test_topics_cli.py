@@ -167,6 +167,22 @@ def test_real_items_untouched_split_floor():
         assert s["f1"] >= floors[tid], (tid, s)
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not NEWS_DEV.exists(), reason="../shared/eval not available")
+@pytest.mark.xfail(strict=True, reason="issue 13's topic target is not met yet: untouched micro 0.816, "
+                   "missile_deployment 0.61 (README, Topics)")
+def test_real_items_untouched_split_meets_issue_13_target():
+    """Issue 13's target on the untouched third: every topic F1 >= 0.85 and micro >= 0.88.  Expected
+    to fail until it is met; strict, so the day it passes the suite says so and the marker goes."""
+    res = _run("eval-topics", str(DEV), str(NEWS_DEV), "--config-dir", CONFIG, "--json",
+               "--exclude-prefix", "page-", "--split", "untouched")
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert d["micro"]["f1"] >= 0.88, d["micro"]
+    for tid, s in d["topics"].items():
+        assert s["f1"] >= 0.85, (tid, s)
+
+
 def test_topics_list():
     res = _run("topics", "list", "--config-dir", CONFIG, "--json")
     ids = [t["id"] for t in json.loads(res.output)]
