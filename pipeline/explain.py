@@ -84,7 +84,7 @@ def article_rules(a: Article, topics: Sequence["TopicConfig"], alerts: Sequence[
     :class:`Explanation`).  A topic whose query matches but which gave way to another (its
     ``yields_to``, decided by the title) has ``yielded_to`` set and is not ``matched_now``.
     ``sent(rule_id, article_id)`` says whether an alert was mailed."""
-    from .classify import compile_topics, title_view, yielded_to
+    from .classify import CompiledTopic, title_view, yielded_to
     from .query import AnalyzedArticle
 
     rules: list[dict[str, Any]] = []
@@ -96,7 +96,7 @@ def article_rules(a: Article, topics: Sequence["TopicConfig"], alerts: Sequence[
         found.append((t, q, e, e.matched and lang_ok))
     # a topic that yields to another matched one (topics.yaml yields_to) is not a match now
     matched = [t.id for t, _, _, ok in found if ok]
-    compiled = {c.id: c for c in compile_topics(topics)} if any(t.yields_to for t in topics) else {}
+    compiled = {t.id: CompiledTopic(t, q) for t, q, _, _ in found} if any(t.yields_to for t in topics) else {}
     title = AnalyzedArticle(title_view(a)) if compiled else None
     for t, q, e, ok in found:
         if not (e.matched or t.id in a.topics):
