@@ -514,11 +514,22 @@ def _has_lemmas(node: Node) -> bool:
     return False
 
 
-def _with_prefilter(node: Node, matcher: Matcher) -> Matcher:
+def prefilter_groups(node: Node) -> list[_Group]:
+    """The (stems/lemmas, raw prefixes) groups the prefilter of :func:`_with_prefilter` checks:
+    each must have a hit in the article's whole text (stems in ``keyset("all")`` or, for a query
+    without lemmas, ``stemset("all")``; prefixes among the raw tokens) or the query cannot match.
+    Empty when the query has no such necessary condition (NOT-only, ``*``, keyword fields)."""
     groups = _triggers(node)
     if not groups:
+        return []
+    return sorted(groups, key=lambda g: len(g[0]) + len(g[1]))[:4]
+
+
+def _with_prefilter(node: Node, matcher: Matcher) -> Matcher:
+    groups = prefilter_groups(node)
+    if not groups:
         return matcher
-    chosen = [(st, PrefixGroup(px)) for st, px in sorted(groups, key=lambda g: len(g[0]) + len(g[1]))[:4]]
+    chosen = [(st, PrefixGroup(px)) for st, px in groups]
     keys = AnalyzedArticle.keyset if _has_lemmas(node) else AnalyzedArticle.stemset
 
     def prefiltered(d: AnalyzedArticle) -> bool:
@@ -768,6 +779,11 @@ class Query:
         if self._matcher is None:
             self._matcher = _with_prefilter(self.root, _compile(self.root))
         return self._matcher
+
+    def prefilter(self) -> tuple[list[_Group], bool]:
+        """The prefilter's groups (:func:`prefilter_groups`) and whether it looks them up in the
+        stems and lemmas (True) or the stems only (for :class:`pipeline.query.percolate.QueryIndex`)."""
+        return prefilter_groups(self.root), _has_lemmas(self.root)
 
     def matches(self, article: Article | AnalyzedArticle) -> bool:
         doc = article if isinstance(article, AnalyzedArticle) else AnalyzedArticle(article)
