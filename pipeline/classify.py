@@ -30,6 +30,7 @@ from .errors import ConfigError, ModelUnavailable
 from .logs import get_logger, log
 from .models import Article, TopicMatch
 from .query import AnalyzedArticle, Query, QuerySyntaxError, parse_query
+from .query.evaluate import _reference_matched_terms
 from .query.percolate import QueryIndex
 
 logger = get_logger(__name__)
@@ -102,9 +103,10 @@ def rule_matches(article: Article | AnalyzedArticle, compiled: Sequence[Compiled
     With :class:`CompiledTopics` (what :func:`compile_topics` returns) only the topics that the
     index names as candidates are tested; the others cannot match (their prefilter would say no),
     so the result, and ``doc.topics`` as each ``topic:`` query sees it, are those of testing every
-    topic (:func:`_reference_rule_matches`, kept for other sequences and the equivalence tests)."""
+    topic (:func:`_reference_rule_matches`, the equivalence tests' definition).  Another sequence
+    of :class:`CompiledTopic` is indexed for this one call (pass compile_topics' result to reuse it)."""
     if not isinstance(compiled, CompiledTopics):
-        return _reference_rule_matches(article, compiled)
+        compiled = CompiledTopics(compiled)
     doc = article if isinstance(article, AnalyzedArticle) else AnalyzedArticle(article)
     doc.topics = frozenset()
     matches: list[TopicMatch] = []
@@ -122,7 +124,8 @@ def rule_matches(article: Article | AnalyzedArticle, compiled: Sequence[Compiled
 
 def _reference_rule_matches(article: Article | AnalyzedArticle,
                             compiled: Sequence[CompiledTopic]) -> list[TopicMatch]:
-    """Every topic tested in turn (the definition :func:`rule_matches` must agree with)."""
+    """Every topic tested in turn, matched words by the plain tree walk (the definition
+    :func:`rule_matches` must agree with; it has neither the index nor the cache of matched words)."""
     doc = article if isinstance(article, AnalyzedArticle) else AnalyzedArticle(article)
     doc.topics = frozenset()
     matches: list[TopicMatch] = []
@@ -130,7 +133,7 @@ def _reference_rule_matches(article: Article | AnalyzedArticle,
         if not t.applies_to(doc.article):
             continue
         if t.query.compile()(doc):
-            matches.append(TopicMatch(t.id, 1.0, "rule", tuple(t.query.matched_terms(doc))))
+            matches.append(TopicMatch(t.id, 1.0, "rule", tuple(_reference_matched_terms(t.query.root, doc))))
             doc.topics = doc.topics | {t.id}
     return matches
 

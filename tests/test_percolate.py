@@ -48,6 +48,7 @@ def _special_topics() -> list[TopicConfig]:
         ("phrase_near", '"ракета Орешник"~3 OR "nuclear weapons" OR "ядерное оружие"', None),
         ("exact_abbr", "НАТО AND (саммит OR summit OR альянс)", ("ru", "en")),
         ("scoped", "title:(удар* OR strike*) AND summary:(беспилотник* OR drone*)", None),
+        ("unscoped", "удар* OR strike* OR беспилотник* OR drone*", None),
         ("depends", "topic:missile_deployment AND (Путин OR Putin OR Лукашенко OR Lukashenko)", None),
         ("depends_gen", "topic:gen7 OR topic:gen12 OR topic:nuclear_weapons", None),
         ("depends_not", "(ракет* OR missile*) AND NOT topic:ru_missiles", None),

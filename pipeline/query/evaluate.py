@@ -97,7 +97,7 @@ class AnalyzedArticle:
     """An Article analysed once (token and stem sets per field) for evaluating many queries."""
 
     __slots__ = ("article", "fields", "_stemsets", "_lemmasets", "_keysets", "_rawsets", "_rawsorted",
-                 "_prefixsets", "source_keys", "language", "topics")
+                 "_prefixsets", "source_keys", "language", "topics", "surfaces")
 
     def __init__(self, article: Article):
         self.article = article
@@ -116,6 +116,9 @@ class AnalyzedArticle:
         self.source_keys = frozenset({fold(article.source or ""), fold(article.feed_id or "")})
         self.language = fold(article.language or "")
         self.topics = frozenset(fold(t) for t in article.topics)
+        # matched words of a text leaf, by what they depend on (see Query.matched_terms): many
+        # topics share words, and an article that matches several reports the same leaves again
+        self.surfaces: dict[tuple, list[str]] = {}
 
     def stemset(self, scope: str) -> frozenset[str]:
         s = self._stemsets.get(scope)
@@ -684,6 +687,18 @@ def _matched_leaves(node: Node, doc: AnalyzedArticle, out: list[TextLeaf]) -> bo
     return ok
 
 
+def _reference_matched_terms(node: Node, doc: AnalyzedArticle) -> list[str]:
+    """:meth:`Query.matched_terms` by the plain tree walk, with neither the compiled collectors
+    nor the article's cache of matched words (the reference of the equivalence tests)."""
+    leaves: list[TextLeaf] = []
+    if not _matched_leaves(node, doc, leaves):
+        return []
+    out: list[str] = []
+    for leaf in dict.fromkeys(leaves):
+        out.extend(_surface(leaf, doc)[0])
+    return _dedupe(out)
+
+
 Collector = Callable[[AnalyzedArticle, list[TextLeaf]], bool]
 
 
@@ -808,6 +823,12 @@ class Query:
             return []
         leaves.sort(key=lambda leaf: order[id(leaf)])
         out: list[str] = []
+        surfaces = doc.surfaces
         for leaf in dict.fromkeys(leaves):
-            out.extend(_surface(leaf, doc)[0])
+            # everything _surface reads of the leaf (not its text or position in the query)
+            key = (leaf.kind, leaf.scope, leaf.tokens, leaf.stems, leaf.lemmas, leaf.slop)
+            terms = surfaces.get(key)
+            if terms is None:
+                terms = surfaces[key] = _surface(leaf, doc)[0]
+            out.extend(terms)
         return _dedupe(out)
