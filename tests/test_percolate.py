@@ -142,3 +142,81 @@ def test_rule_matches_accepts_any_sequence_of_compiled_topics():
     assert [m.topic for m in rule_matches(a, list(compiled))] == ["a", "b"]
     assert rule_matches(a, compiled) == rule_matches(a, list(compiled))
     assert compiled[1].id == "b" and len(compiled) == 2 and [t.id for t in compiled[:1]] == ["a"]
+
+
+def _surface_by_position_tables(leaf, doc):
+    """The matched words of a text leaf as _surface found them before it scanned the token lists
+    (per-field position tables; kept here as the reference)."""
+    from pipeline.query.evaluate import _channels, _dedupe, _near_windows
+
+    terms: list[str] = []
+    where: list[str] = []
+    for f in leaf.fields:
+        fd = doc.fields[f]
+        if not fd.tokens:
+            continue
+        found: list[str] = []
+        if leaf.kind == "exact":
+            found.extend(fd.cut(i, i) for i in fd.raw_positions().get(leaf.tokens[0], ()))
+        if leaf.kind == "prefix":
+            found.extend(fd.cut(i, i) for i in fd.positions_with_prefix(leaf.tokens[0]))
+        for lemma_channel, words in (() if leaf.kind in ("prefix", "exact") else _channels(leaf)):
+            if lemma_channel and not fd.lemmas:
+                continue
+            seq = fd.channel(lemma_channel)
+            positions = fd.channel_positions(lemma_channel)
+            if leaf.kind == "term":
+                found.extend(fd.cut(i, i) for i in positions.get(words[0], ()))
+            elif leaf.kind == "phrase":
+                n = len(words)
+                for i in positions.get(words[0], ()):
+                    if tuple(seq[i:i + n]) == words:
+                        found.append(fd.cut(i, i + n - 1))
+            else:
+                for lo, hi in _near_windows(fd, words, leaf.slop, lemma_channel):
+                    found.extend(fd.cut(i, i) for i in range(lo, hi + 1) if seq[i] in words)
+        if found:
+            where.append(f)
+            terms.extend(found)
+    return _dedupe(terms), where
+
+
+def _text_leaves(node, out):
+    from pipeline.query.tree import AndNode, NotNode, OrNode, TextLeaf
+
+    if isinstance(node, TextLeaf):
+        out.append(node)
+    elif isinstance(node, NotNode):
+        _text_leaves(node.child, out)
+    elif isinstance(node, (AndNode, OrNode)):
+        for c in node.children:
+            _text_leaves(c, out)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_EVAL.is_dir(), reason="../shared/eval is absent")
+def test_surface_by_scanning_equals_the_position_tables():
+    """_surface finds word positions by scanning each field's tokens (list.index, str.startswith
+    at C speed): the same words and fields as the position tables it used before, for every text
+    leaf of the shipped, generated and special topics (terms, exact, prefixes, phrases, proximity,
+    both channels), on real items and bench articles."""
+    from pipeline.query.evaluate import _leaf_text_match, _surface
+
+    bench = _bench()
+    topics = load_topics(ROOT / "config") + bench.make_queries(60, random.Random(5))[5:] + _special_topics()
+    leaves = list({(leaf.kind, leaf.scope, leaf.tokens, leaf.stems, leaf.lemmas, leaf.slop): leaf for t in topics
+                   for leaf in _text_leaves(parse_query(t.query, t.aliases).root, [])}.values())
+    leaves += [parse_query('"ракета Орешник"~5').root, parse_query('"Russia missiles"~3').root,
+               parse_query('"ядерного оружия"').root]
+    articles = _real_articles()[::3] + bench.make_articles(200, random.Random(2), topical=0.2)
+    found = 0
+    for a in articles:
+        doc = analyze_article(a)
+        for leaf in leaves:
+            if not _leaf_text_match(leaf, doc):  # (_surface is only asked about matched leaves)
+                continue
+            got = _surface(leaf, doc)
+            assert got == _surface_by_position_tables(leaf, doc), (a.id, leaf.text)
+            found += bool(got[0])
+    assert found > 2000
