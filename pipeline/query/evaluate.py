@@ -750,6 +750,9 @@ def _compile_collect(node: Node) -> Collector:
     by_stem: dict[str, dict[str, list[TextLeaf]]] = {}
     by_lemma: dict[str, dict[str, list[TextLeaf]]] = {}
     by_prefix: dict[str, dict[str, list[TextLeaf]]] = {}
+    # phrase and proximity children: (leaf, scope, its stems, its lemmas, its matcher); the matcher
+    # runs only when every word of one channel is in the scope (its own first test, without a call)
+    sequences: list[tuple[TextLeaf, str, frozenset[str], frozenset[str], Matcher]] = []
     rest: list[Collector] = []
     for c in node.children:
         if isinstance(c, TextLeaf) and c.kind == "term":
@@ -758,8 +761,11 @@ def _compile_collect(node: Node) -> Collector:
                 by_lemma.setdefault(c.scope, {}).setdefault(c.lemmas[0], []).append(c)
         elif isinstance(c, TextLeaf) and c.kind == "prefix":
             by_prefix.setdefault(c.scope, {}).setdefault(c.tokens[0], []).append(c)
+        elif isinstance(c, TextLeaf) and c.kind in ("phrase", "near"):
+            sequences.append((c, c.scope, frozenset(c.stems), frozenset(c.lemmas), _compile(c)))
         else:
             rest.append(_compile_collect(c))
+    seqs = tuple(sequences)
     # (frozenset & frozenset walks the smaller set; dict.keys() & x would copy every key first)
     tables = tuple((scope, frozenset(t), t, AnalyzedArticle.stemset) for scope, t in by_stem.items()) + tuple(
         (scope, frozenset(t), t, AnalyzedArticle.lemmaset) for scope, t in by_lemma.items())
@@ -775,6 +781,10 @@ def _compile_collect(node: Node) -> Collector:
         for scope, group, ptable in prefix_tables:
             for hit in group.hits(d, scope):
                 out.extend(ptable[hit])
+                ok = True
+        for leaf, scope, st, lm, match in seqs:
+            if (st <= d.stemset(scope) or (lm and lm <= d.lemmaset(scope))) and match(d):
+                out.append(leaf)
                 ok = True
         for c in others:
             if c(d, out):
@@ -841,7 +851,13 @@ class Query:
         leaves.sort(key=lambda leaf: order[id(leaf)])
         out: list[str] = []
         surfaces = doc.surfaces
-        for leaf in dict.fromkeys(leaves):
+        prev = None
+        for leaf in leaves:
+            # a leaf collected twice is adjacent after the sort; an equal leaf elsewhere in the
+            # query adds the words already listed, which _dedupe drops (so no hashing of leaves)
+            if leaf is prev:
+                continue
+            prev = leaf
             # everything _surface reads of the leaf (not its text or position in the query)
             key = (leaf.kind, leaf.scope, leaf.tokens, leaf.stems, leaf.lemmas, leaf.slop)
             terms = surfaces.get(key)
