@@ -30,7 +30,7 @@ from .errors import ConfigError, ModelUnavailable
 from .logs import get_logger, log
 from .models import Article, TopicMatch
 from .query import AnalyzedArticle, Query, QuerySyntaxError, parse_query
-from .query.evaluate import _reference_matched_terms
+from .query.evaluate import _eval, _reference_matched_terms
 from .query.percolate import QueryIndex
 
 logger = get_logger(__name__)
@@ -124,15 +124,15 @@ def rule_matches(article: Article | AnalyzedArticle, compiled: Sequence[Compiled
 
 def _reference_rule_matches(article: Article | AnalyzedArticle,
                             compiled: Sequence[CompiledTopic]) -> list[TopicMatch]:
-    """Every topic tested in turn, matched words by the plain tree walk (the definition
-    :func:`rule_matches` must agree with; it has neither the index nor the cache of matched words)."""
+    """Every topic tested in turn by the plain tree walk, matched words too (the definition
+    :func:`rule_matches` must agree with: no index, no compiled closures, no cache of matched words)."""
     doc = article if isinstance(article, AnalyzedArticle) else AnalyzedArticle(article)
     doc.topics = frozenset()
     matches: list[TopicMatch] = []
     for t in compiled:
         if not t.applies_to(doc.article):
             continue
-        if t.query.compile()(doc):
+        if _eval(t.query.root, doc):
             matches.append(TopicMatch(t.id, 1.0, "rule", tuple(_reference_matched_terms(t.query.root, doc))))
             doc.topics = doc.topics | {t.id}
     return matches

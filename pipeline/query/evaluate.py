@@ -380,6 +380,7 @@ def _compile(node: Node) -> Matcher:
         terms: dict[str, set[str]] = {}
         lemma_terms: dict[str, set[str]] = {}
         prefixes: dict[str, set[str]] = {}
+        sequences: list[tuple[str, frozenset[str], frozenset[str], Matcher]] = []
         rest: list[Matcher] = []
         for c in node.children:
             if isinstance(c, TextLeaf) and c.kind == "term":
@@ -388,8 +389,12 @@ def _compile(node: Node) -> Matcher:
                     lemma_terms.setdefault(c.scope, set()).add(c.lemmas[0])
             elif isinstance(c, TextLeaf) and c.kind == "prefix":
                 prefixes.setdefault(c.scope, set()).add(c.tokens[0])
+            elif isinstance(c, TextLeaf) and c.kind in ("phrase", "near"):
+                sequences.append((c.scope, frozenset(c.stems), frozenset(c.lemmas), _compile(c)))
             else:
                 rest.append(_compile(c))
+        if sequences:
+            rest.append(_any_sequence(tuple(sequences)))
         checks: list[Matcher] = []
         for scope, ss in terms.items():
             fs = frozenset(ss)
@@ -451,6 +456,17 @@ def _any_of_set(words: frozenset[str], scope: str,
 def _any_prefix(prefixes: tuple[str, ...], scope: str) -> Matcher:
     group = PrefixGroup(prefixes)
     return lambda d: group.any_in(d, scope)
+
+
+def _any_sequence(seqs: tuple[tuple[str, frozenset[str], frozenset[str], Matcher], ...]) -> Matcher:
+    """The phrase and proximity children of an OR, each (scope, stems, lemmas, matcher): a
+    matcher runs only when every word of one channel is in the scope (its own first test, inline)."""
+    def any_sequence(d: AnalyzedArticle) -> bool:
+        for scope, st, lm, match in seqs:
+            if (st <= d.stemset(scope) or (lm and lm <= d.lemmaset(scope))) and match(d):
+                return True
+        return False
+    return any_sequence
 
 
 def _all_stems(words: frozenset[str], scope: str) -> Matcher:
