@@ -34,13 +34,15 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Iterator, Protocol, Sequence, overload, runtime_checkable
 
 from .config import TopicConfig
 from .errors import ConfigError, ModelUnavailable
 from .logs import get_logger, log
 from .models import Article, TopicMatch
 from .query import AnalyzedArticle, Query, QuerySyntaxError, parse_query
+from .query.evaluate import _eval, _reference_matched_terms
+from .query.percolate import QueryIndex
 
 logger = get_logger(__name__)
 
@@ -64,7 +66,37 @@ class CompiledTopic:
         return lang is None or lang in langs
 
 
-def compile_topics(topics: Sequence[TopicConfig]) -> list[CompiledTopic]:
+class CompiledTopics(Sequence[CompiledTopic]):
+    """The compiled topics in topics.yaml order (a sequence of :class:`CompiledTopic`), with what
+    :func:`rule_matches` needs built once: each query's compiled matcher, an inverted index over
+    their prefilters (:class:`~pipeline.query.percolate.QueryIndex`: an article is tested only
+    against the topics it could match) and whether any topic restricts languages."""
+
+    __slots__ = ("_topics", "matchers", "query_index", "restricts_languages")
+
+    def __init__(self, topics: Sequence[CompiledTopic]):
+        self._topics = tuple(topics)
+        self.matchers = tuple(t.query.compile() for t in self._topics)
+        self.query_index = QueryIndex([t.query for t in self._topics])
+        self.restricts_languages = any(t.config.languages for t in self._topics)
+
+    @overload
+    def __getitem__(self, i: int) -> CompiledTopic: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[CompiledTopic]: ...
+
+    def __getitem__(self, i: int | slice) -> CompiledTopic | Sequence[CompiledTopic]:
+        return self._topics[i]
+
+    def __len__(self) -> int:
+        return len(self._topics)
+
+    def __iter__(self) -> Iterator[CompiledTopic]:
+        return iter(self._topics)
+
+
+def compile_topics(topics: Sequence[TopicConfig]) -> CompiledTopics:
     out = []
     for t in topics:
         try:
@@ -73,19 +105,47 @@ def compile_topics(topics: Sequence[TopicConfig]) -> list[CompiledTopic]:
             raise ConfigError(f"topic {t.id!r}: field 'query': {exc}") from exc
         q.compile()
         out.append(CompiledTopic(t, q))
-    return out
+    return CompiledTopics(out)
 
 
 def rule_matches(article: Article | AnalyzedArticle, compiled: Sequence[CompiledTopic]) -> list[TopicMatch]:
-    """Rule-based topic matches of one article, in topics.yaml order (after ``yields_to``)."""
+    """Rule-based topic matches of one article, in topics.yaml order (after ``yields_to``).
+
+    With :class:`CompiledTopics` (what :func:`compile_topics` returns) only the topics that the
+    index names as candidates are tested; the others cannot match (their prefilter would say no),
+    so the result, and ``doc.topics`` as each ``topic:`` query sees it, are those of testing every
+    topic (:func:`_reference_rule_matches`, the equivalence tests' definition).  Another sequence
+    of :class:`CompiledTopic` is indexed for this one call (pass compile_topics' result to reuse it)."""
+    if not isinstance(compiled, CompiledTopics):
+        compiled = CompiledTopics(compiled)
+    doc = article if isinstance(article, AnalyzedArticle) else AnalyzedArticle(article)
+    doc.topics = frozenset()
+    matches: list[TopicMatch] = []
+    topics, matchers = compiled._topics, compiled.matchers
+    check_language = compiled.restricts_languages
+    for i in compiled.query_index.candidates(doc):
+        t = topics[i]
+        if check_language and not t.applies_to(doc.article):
+            continue
+        if matchers[i](doc):
+            matches.append(TopicMatch(t.id, 1.0, "rule", tuple(t.query.matched_terms(doc))))
+            doc.topics = doc.topics | {t.id}
+    return _main_point(doc, matches, compiled)
+
+
+def _reference_rule_matches(article: Article | AnalyzedArticle,
+                            compiled: Sequence[CompiledTopic]) -> list[TopicMatch]:
+    """Every topic tested in turn by the plain tree walk, matched words too (the definition
+    :func:`rule_matches` must agree with: no index, no compiled closures, no cache of matched words;
+    ``yields_to`` by the same :func:`_main_point`)."""
     doc = article if isinstance(article, AnalyzedArticle) else AnalyzedArticle(article)
     doc.topics = frozenset()
     matches: list[TopicMatch] = []
     for t in compiled:
         if not t.applies_to(doc.article):
             continue
-        if t.query.compile()(doc):
-            matches.append(TopicMatch(t.id, 1.0, "rule", tuple(t.query.matched_terms(doc))))
+        if _eval(t.query.root, doc):
+            matches.append(TopicMatch(t.id, 1.0, "rule", tuple(_reference_matched_terms(t.query.root, doc))))
             doc.topics = doc.topics | {t.id}
     return _main_point(doc, matches, compiled)
 
@@ -257,7 +317,7 @@ def classify_stage(articles: Sequence[Article], topics: list[TopicConfig],
     return out, counts
 
 
-def _apply_model(articles: Sequence[Article], compiled: list[CompiledTopic],
+def _apply_model(articles: Sequence[Article], compiled: Sequence[CompiledTopic],
                  results: list[list[TopicMatch] | None], classifier: TopicClassifier,
                  counts: dict[str, int]) -> None:
     order = {t.id: i for i, t in enumerate(compiled)}

@@ -4,6 +4,7 @@ explanations and matched terms; :class:`Query` (a parsed query)."""
 from __future__ import annotations
 
 import bisect
+from itertools import compress, repeat
 from operator import itemgetter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -97,7 +98,7 @@ class AnalyzedArticle:
     """An Article analysed once (token and stem sets per field) for evaluating many queries."""
 
     __slots__ = ("article", "fields", "_stemsets", "_lemmasets", "_keysets", "_rawsets", "_rawsorted",
-                 "_prefixsets", "source_keys", "language", "topics")
+                 "_prefixsets", "source_keys", "language", "topics", "surfaces")
 
     def __init__(self, article: Article):
         self.article = article
@@ -116,6 +117,9 @@ class AnalyzedArticle:
         self.source_keys = frozenset({fold(article.source or ""), fold(article.feed_id or "")})
         self.language = fold(article.language or "")
         self.topics = frozenset(fold(t) for t in article.topics)
+        # matched words of a text leaf, by what they depend on (see Query.matched_terms): many
+        # topics share words, and an article that matches several reports the same leaves again
+        self.surfaces: dict[tuple, list[str]] = {}
 
     def stemset(self, scope: str) -> frozenset[str]:
         s = self._stemsets.get(scope)
@@ -376,6 +380,7 @@ def _compile(node: Node) -> Matcher:
         terms: dict[str, set[str]] = {}
         lemma_terms: dict[str, set[str]] = {}
         prefixes: dict[str, set[str]] = {}
+        sequences: list[tuple[str, frozenset[str], frozenset[str], Matcher]] = []
         rest: list[Matcher] = []
         for c in node.children:
             if isinstance(c, TextLeaf) and c.kind == "term":
@@ -384,8 +389,12 @@ def _compile(node: Node) -> Matcher:
                     lemma_terms.setdefault(c.scope, set()).add(c.lemmas[0])
             elif isinstance(c, TextLeaf) and c.kind == "prefix":
                 prefixes.setdefault(c.scope, set()).add(c.tokens[0])
+            elif isinstance(c, TextLeaf) and c.kind in ("phrase", "near"):
+                sequences.append((c.scope, frozenset(c.stems), frozenset(c.lemmas), _compile(c)))
             else:
                 rest.append(_compile(c))
+        if sequences:
+            rest.append(_any_sequence(tuple(sequences)))
         checks: list[Matcher] = []
         for scope, ss in terms.items():
             fs = frozenset(ss)
@@ -447,6 +456,17 @@ def _any_of_set(words: frozenset[str], scope: str,
 def _any_prefix(prefixes: tuple[str, ...], scope: str) -> Matcher:
     group = PrefixGroup(prefixes)
     return lambda d: group.any_in(d, scope)
+
+
+def _any_sequence(seqs: tuple[tuple[str, frozenset[str], frozenset[str], Matcher], ...]) -> Matcher:
+    """The phrase and proximity children of an OR, each (scope, stems, lemmas, matcher): a
+    matcher runs only when every word of one channel is in the scope (its own first test, inline)."""
+    def any_sequence(d: AnalyzedArticle) -> bool:
+        for scope, st, lm, match in seqs:
+            if (st <= d.stemset(scope) or (lm and lm <= d.lemmaset(scope))) and match(d):
+                return True
+        return False
+    return any_sequence
 
 
 def _all_stems(words: frozenset[str], scope: str) -> Matcher:
@@ -514,11 +534,22 @@ def _has_lemmas(node: Node) -> bool:
     return False
 
 
-def _with_prefilter(node: Node, matcher: Matcher) -> Matcher:
+def prefilter_groups(node: Node) -> list[_Group]:
+    """The (stems/lemmas, raw prefixes) groups the prefilter of :func:`_with_prefilter` checks:
+    each must have a hit in the article's whole text (stems in ``keyset("all")`` or, for a query
+    without lemmas, ``stemset("all")``; prefixes among the raw tokens) or the query cannot match.
+    Empty when the query has no such necessary condition (NOT-only, ``*``, keyword fields)."""
     groups = _triggers(node)
     if not groups:
+        return []
+    return sorted(groups, key=lambda g: len(g[0]) + len(g[1]))[:4]
+
+
+def _with_prefilter(node: Node, matcher: Matcher) -> Matcher:
+    groups = prefilter_groups(node)
+    if not groups:
         return matcher
-    chosen = [(st, PrefixGroup(px)) for st, px in sorted(groups, key=lambda g: len(g[0]) + len(g[1]))[:4]]
+    chosen = [(st, PrefixGroup(px)) for st, px in groups]
     keys = AnalyzedArticle.keyset if _has_lemmas(node) else AnalyzedArticle.stemset
 
     def prefiltered(d: AnalyzedArticle) -> bool:
@@ -563,19 +594,20 @@ def _surface(leaf: TextLeaf, doc: AnalyzedArticle) -> tuple[list[str], list[str]
             continue
         found: list[str] = []
         if leaf.kind == "exact":
-            found.extend(fd.cut(i, i) for i in fd.raw_positions().get(leaf.tokens[0], ()))
+            found.extend(fd.cut(i, i) for i in _occurrences(fd.tokens, leaf.tokens[0]))
         if leaf.kind == "prefix":
-            found.extend(fd.cut(i, i) for i in fd.positions_with_prefix(leaf.tokens[0]))
+            tokens = fd.tokens  # the positions of the tokens starting with the prefix, at C speed
+            found.extend(fd.cut(i, i) for i in compress(range(len(tokens)),
+                                                         map(str.startswith, tokens, repeat(leaf.tokens[0]))))
         for lemma_channel, words in (() if leaf.kind in ("prefix", "exact") else _channels(leaf)):
             if lemma_channel and not fd.lemmas:
                 continue
             seq = fd.channel(lemma_channel)
-            positions = fd.channel_positions(lemma_channel)
             if leaf.kind == "term":
-                found.extend(fd.cut(i, i) for i in positions.get(words[0], ()))
+                found.extend(fd.cut(i, i) for i in _occurrences(seq, words[0]))
             elif leaf.kind == "phrase":
                 n = len(words)
-                for i in positions.get(words[0], ()):
+                for i in _occurrences(seq, words[0]):
                     if tuple(seq[i:i + n]) == words:
                         found.append(fd.cut(i, i + n - 1))
             else:
@@ -585,6 +617,21 @@ def _surface(leaf: TextLeaf, doc: AnalyzedArticle) -> tuple[list[str], list[str]
             where.append(f)
             terms.extend(found)
     return _dedupe(terms), where
+
+
+def _occurrences(seq: list[str], word: str) -> list[int]:
+    """The positions of ``word`` in ``seq``, ascending (``list.index`` scans at C speed: cheaper
+    than a position table for the few words looked up in each field)."""
+    out: list[int] = []
+    if word in seq:
+        i = seq.index(word)
+        while True:
+            out.append(i)
+            try:
+                i = seq.index(word, i + 1)
+            except ValueError:
+                return out
+    return out
 
 
 def _dedupe(items: Iterable[str]) -> list[str]:
@@ -673,6 +720,18 @@ def _matched_leaves(node: Node, doc: AnalyzedArticle, out: list[TextLeaf]) -> bo
     return ok
 
 
+def _reference_matched_terms(node: Node, doc: AnalyzedArticle) -> list[str]:
+    """:meth:`Query.matched_terms` by the plain tree walk, with neither the compiled collectors
+    nor the article's cache of matched words (the reference of the equivalence tests)."""
+    leaves: list[TextLeaf] = []
+    if not _matched_leaves(node, doc, leaves):
+        return []
+    out: list[str] = []
+    for leaf in dict.fromkeys(leaves):
+        out.extend(_surface(leaf, doc)[0])
+    return _dedupe(out)
+
+
 Collector = Callable[[AnalyzedArticle, list[TextLeaf]], bool]
 
 
@@ -707,6 +766,9 @@ def _compile_collect(node: Node) -> Collector:
     by_stem: dict[str, dict[str, list[TextLeaf]]] = {}
     by_lemma: dict[str, dict[str, list[TextLeaf]]] = {}
     by_prefix: dict[str, dict[str, list[TextLeaf]]] = {}
+    # phrase and proximity children: (leaf, scope, its stems, its lemmas, its matcher); the matcher
+    # runs only when every word of one channel is in the scope (its own first test, without a call)
+    sequences: list[tuple[TextLeaf, str, frozenset[str], frozenset[str], Matcher]] = []
     rest: list[Collector] = []
     for c in node.children:
         if isinstance(c, TextLeaf) and c.kind == "term":
@@ -715,8 +777,11 @@ def _compile_collect(node: Node) -> Collector:
                 by_lemma.setdefault(c.scope, {}).setdefault(c.lemmas[0], []).append(c)
         elif isinstance(c, TextLeaf) and c.kind == "prefix":
             by_prefix.setdefault(c.scope, {}).setdefault(c.tokens[0], []).append(c)
+        elif isinstance(c, TextLeaf) and c.kind in ("phrase", "near"):
+            sequences.append((c, c.scope, frozenset(c.stems), frozenset(c.lemmas), _compile(c)))
         else:
             rest.append(_compile_collect(c))
+    seqs = tuple(sequences)
     # (frozenset & frozenset walks the smaller set; dict.keys() & x would copy every key first)
     tables = tuple((scope, frozenset(t), t, AnalyzedArticle.stemset) for scope, t in by_stem.items()) + tuple(
         (scope, frozenset(t), t, AnalyzedArticle.lemmaset) for scope, t in by_lemma.items())
@@ -732,6 +797,10 @@ def _compile_collect(node: Node) -> Collector:
         for scope, group, ptable in prefix_tables:
             for hit in group.hits(d, scope):
                 out.extend(ptable[hit])
+                ok = True
+        for leaf, scope, st, lm, match in seqs:
+            if (st <= d.stemset(scope) or (lm and lm <= d.lemmaset(scope))) and match(d):
+                out.append(leaf)
                 ok = True
         for c in others:
             if c(d, out):
@@ -769,6 +838,11 @@ class Query:
             self._matcher = _with_prefilter(self.root, _compile(self.root))
         return self._matcher
 
+    def prefilter(self) -> tuple[list[_Group], bool]:
+        """The prefilter's groups (:func:`prefilter_groups`) and whether it looks them up in the
+        stems and lemmas (True) or the stems only (for :class:`pipeline.query.percolate.QueryIndex`)."""
+        return prefilter_groups(self.root), _has_lemmas(self.root)
+
     def matches(self, article: Article | AnalyzedArticle) -> bool:
         doc = article if isinstance(article, AnalyzedArticle) else AnalyzedArticle(article)
         return self.compile()(doc)
@@ -792,6 +866,18 @@ class Query:
             return []
         leaves.sort(key=lambda leaf: order[id(leaf)])
         out: list[str] = []
-        for leaf in dict.fromkeys(leaves):
-            out.extend(_surface(leaf, doc)[0])
+        surfaces = doc.surfaces
+        prev = None
+        for leaf in leaves:
+            # a leaf collected twice is adjacent after the sort; an equal leaf elsewhere in the
+            # query adds the words already listed, which _dedupe drops (so no hashing of leaves)
+            if leaf is prev:
+                continue
+            prev = leaf
+            # everything _surface reads of the leaf (not its text or position in the query)
+            key = (leaf.kind, leaf.scope, leaf.tokens, leaf.stems, leaf.lemmas, leaf.slop)
+            terms = surfaces.get(key)
+            if terms is None:
+                terms = surfaces[key] = _surface(leaf, doc)[0]
+            out.extend(terms)
         return _dedupe(out)
