@@ -170,6 +170,20 @@ def yielded_to(topic: CompiledTopic, matched: Sequence[str], compiled: Sequence[
     return next((y for y in wanted if y in by_id and by_id[y].query.compile()(title)), None)
 
 
+def gives_way(article: Article, topic: CompiledTopic, compiled: Sequence[CompiledTopic],
+              matched: Sequence[str] | None = None) -> str | None:
+    """:func:`yielded_to` for one topic that matched ``article`` as a whole, for the explanations
+    (``mediamon show``, the search page, ``topics explain``); ``matched``: the topic ids that match
+    the whole item (when None, those of ``topic.config.yields_to`` are tested here)."""
+    if not topic.config.yields_to:
+        return None
+    if matched is None:
+        doc = AnalyzedArticle(article)
+        matched = [topic.id] + [c.id for c in compiled if c.id in topic.config.yields_to
+                                and c.applies_to(article) and c.query.compile()(doc)]
+    return yielded_to(topic, matched, compiled, AnalyzedArticle(title_view(article)))
+
+
 def _main_point(doc: AnalyzedArticle, matches: list[TopicMatch],
                 compiled: Sequence[CompiledTopic]) -> list[TopicMatch]:
     """Drop the matched topics that yield to another matched topic (see the module docstring).

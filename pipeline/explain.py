@@ -84,8 +84,7 @@ def article_rules(a: Article, topics: Sequence["TopicConfig"], alerts: Sequence[
     :class:`Explanation`).  A topic whose query matches but which gave way to another (its
     ``yields_to``, decided by the title) has ``yielded_to`` set and is not ``matched_now``.
     ``sent(rule_id, article_id)`` says whether an alert was mailed."""
-    from .classify import CompiledTopic, title_view, yielded_to
-    from .query import AnalyzedArticle
+    from .classify import CompiledTopic, gives_way
 
     rules: list[dict[str, Any]] = []
     found = []
@@ -96,13 +95,11 @@ def article_rules(a: Article, topics: Sequence["TopicConfig"], alerts: Sequence[
         found.append((t, q, e, e.matched and lang_ok))
     # a topic that yields to another matched one (topics.yaml yields_to) is not a match now
     matched = [t.id for t, _, _, ok in found if ok]
-    compiled = {t.id: CompiledTopic(t, q) for t, q, _, _ in found} if any(t.yields_to for t in topics) else {}
-    title = AnalyzedArticle(title_view(a)) if compiled else None
-    for t, q, e, ok in found:
+    compiled = [CompiledTopic(t, q) for t, q, _, _ in found]
+    for c, (t, q, e, ok) in zip(compiled, found):
         if not (e.matched or t.id in a.topics):
             continue
-        gave_way = yielded_to(compiled[t.id], matched, list(compiled.values()), title) \
-            if ok and t.yields_to and title is not None else None
+        gave_way = gives_way(a, c, compiled, matched) if ok else None
         stored = next((m for m in a.topic_matches if m.topic == t.id), None)
         rules.append({"kind": "topic", "id": t.id, "name": t.name, "query": t.query,
                       "matched_now": ok and gave_way is None, "assigned": t.id in a.topics,

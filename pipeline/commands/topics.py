@@ -274,15 +274,10 @@ def _yields(t, topics, article: Article) -> str | None:
     ``t`` has matched the whole item."""
     if not t.yields_to:
         return None
-    from ..classify import compile_topics, title_view, yielded_to
-    from ..query import AnalyzedArticle
+    from ..classify import compile_topics, gives_way
 
     compiled = compile_topics(topics)
-    doc = AnalyzedArticle(article)
-    matched = [c.id for c in compiled if c.id == t.id or (c.id in t.yields_to and c.applies_to(article)
-                                                          and c.query.compile()(doc))]
-    me = next(c for c in compiled if c.id == t.id)
-    return yielded_to(me, matched, compiled, AnalyzedArticle(title_view(article)))
+    return gives_way(article, next(c for c in compiled if c.id == t.id), compiled)
 
 
 def _stored_article(article_id: str, data_dir: Optional[Path]) -> Article:
