@@ -9,7 +9,10 @@ paraphrases, per-topic precision/recall/F1 (tp/fp/fn) and micro, and the classif
 set is made of (the other half of ../shared/news/).  Each set also gets ``ci95``: percentile
 bootstrap intervals of every F1 (:meth:`pipeline.evaluation.Evaluation.confidence`; ``--bootstrap 0``
 leaves them out).  On 76 untouched positives the micro interval is about ±0.04 wide: read small
-differences there as noise.
+differences there as noise.  ``news_pool`` is ``bench/data/news_pool_labelled.jsonl``: 936 posts and
+headlines of the same outlets that are in neither news_dev.jsonl nor the held-out set, labelled by
+us against the codebook (not by the official labeller; see bench/news_pool.py); ``news_pool_a`` /
+``news_pool_b`` are its halves by a second hash (rule changes were looked for on A and checked on B).
 
     python bench/eval_topics_split.py [--config-dir config] [--eval-dir ../shared/eval] [--bootstrap 1000]
 
@@ -19,6 +22,7 @@ To read errors, use the tune split only: mediamon eval-topics … --exclude-pref
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from datetime import datetime, timezone
@@ -29,6 +33,11 @@ from pipeline.evaluation import evaluate, labelled_items, select_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 20, tzinfo=timezone.utc)
+
+
+def pool_half(item_id: str) -> str:
+    """``a`` or ``b``: the half of the labelled news pool an item is in (sha1 of ``pool:`` + id)."""
+    return "a" if int(hashlib.sha1(f"pool:{item_id}".encode()).hexdigest(), 16) % 2 == 0 else "b"
 
 
 def _rows(path: Path) -> list[dict]:
@@ -54,6 +63,13 @@ def main(argv=None) -> int:
             "untouched_news": labelled_items(select_rows(news, split="untouched"), "news_dev.jsonl", topics, now=NOW),
             "paraphrases": labelled_items([r for r in dev if str(r["id"]).startswith("page-")], "dev.jsonl",
                                           topics, now=NOW)}
+    pool_file = ROOT / "bench" / "data" / "news_pool_labelled.jsonl"
+    if pool_file.exists():
+        pool = _rows(pool_file)
+        sets["news_pool"] = labelled_items(pool, pool_file.name, topics, now=NOW)
+        for half in ("a", "b"):
+            sets[f"news_pool_{half}"] = labelled_items([r for r in pool if pool_half(r["id"]) == half],
+                                                       pool_file.name, topics, now=NOW)
     out = {}
     for name, its in sets.items():
         t = time.process_time()
