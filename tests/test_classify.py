@@ -126,6 +126,17 @@ def test_default_topics_on_written_examples(title, expected):
     # "бить" is the verb of "удар": permission to strike deep into Russia (clarification 2)
     ("Лондон разрешил Киеву бить британскими ракетами вглубь России", "", {"missile_strike"}),
     ("В Берлине обсуждают, позволить ли Украине бить западным оружием по целям в России", "", {"missile_strike"}),
+    # a generic missile word only in the summary is background to another main point; a named
+    # system or a missile word in the title still counts
+    ("Европарламент принял очередную резолюцию по Украине",
+     "Депутаты, в частности, призвали увеличить поставки ракет и средств ПВО Киеву.", set()),
+    ("Германия поставит Украине ещё ракеты для систем ПВО", "", {"missile_deployment"}),
+    ("Европарламент принял очередную резолюцию по Украине",
+     "Депутаты, в частности, призвали ускорить поставки Taurus Киеву.", {"missile_deployment"}),
+    # intercepted "air targets" and damage (ущерб) from missiles are strike items; a cyber attack is not
+    ("Над Брянской областью сбиты три воздушные цели", "", {"missile_strike"}),
+    ("Ущерб от ракет ATACMS в Курской области минимален, заявил Путин", "", {"missile_strike"}),
+    ("Power grid hit by massive cyber-attack", "", set()),
     # a daily round-up has no main point: neither a strike nor a deployment
     ("Спецоперация. Обстановка и главные события на 5 декабря",
      "ВСУ атаковали беспилотниками Белгородскую область, сбиты 12 дронов. Минобороны сообщило о поставках ракет.",
