@@ -137,6 +137,11 @@ def test_default_topics_on_written_examples(title, expected):
     ("Над Брянской областью сбиты три воздушные цели", "", {"missile_strike"}),
     ("Ущерб от ракет ATACMS в Курской области минимален, заявил Путин", "", {"missile_strike"}),
     ("Power grid hit by massive cyber-attack", "", set()),
+    # "калибр" is also a calibre; "поразили" is an attack word; an orbital launch is a space rocket
+    ("Северная Корея передала России 50 орудий калибра 170 мм", "", set()),
+    ("Украинские военные ведут обстрелы Шебекино крупными калибрами", "", set()),
+    ("ВС РФ поразили три пусковые установки HIMARS в Сумской области", "", {"missile_strike"}),
+    ("Первый пуск новой ракеты «Ангара» с выводом аппаратов на орбиту перенесли", "", set()),
     # a daily round-up has no main point: neither a strike nor a deployment
     ("Спецоперация. Обстановка и главные события на 5 декабря",
      "ВСУ атаковали беспилотниками Белгородскую область, сбиты 12 дронов. Минобороны сообщило о поставках ракет.",
