@@ -142,6 +142,13 @@ def test_default_topics_on_written_examples(title, expected):
     ("Украинские военные ведут обстрелы Шебекино крупными калибрами", "", set()),
     ("ВС РФ поразили три пусковые установки HIMARS в Сумской области", "", {"missile_strike"}),
     ("Первый пуск новой ракеты «Ангара» с выводом аппаратов на орбиту перенесли", "", set()),
+    # receiving words in the title, arrival, development, a refused supply, North Korea's programme
+    ("Ukraine gets more NASAMS air defence systems", "", {"missile_deployment"}),
+    ("Kyiv thanks Washington for new HIMARS systems", "", {"missile_deployment"}),
+    ("First Patriot systems arriving in Slovakia", "", {"missile_deployment"}),
+    ("Франция изучает проект разработки новой баллистической ракеты", "", {"missile_deployment"}),
+    ("Шольц настаивает на непоставке ракет Taurus Киеву", "", {"missile_deployment"}),
+    ("North Korea says its new missile can reach Guam", "", {"missile_deployment"}),
     # a daily round-up has no main point: neither a strike nor a deployment
     ("Спецоперация. Обстановка и главные события на 5 декабря",
      "ВСУ атаковали беспилотниками Белгородскую область, сбиты 12 дронов. Минобороны сообщило о поставках ракет.",
