@@ -149,6 +149,9 @@ def test_default_topics_on_written_examples(title, expected):
     ("Франция изучает проект разработки новой баллистической ракеты", "", {"missile_deployment"}),
     ("Шольц настаивает на непоставке ракет Taurus Киеву", "", {"missile_deployment"}),
     ("North Korea says its new missile can reach Guam", "", {"missile_deployment"}),
+    # a drone or missile that fell or crashed, and missiles brought down, are strike items
+    ("В пригороде Кишинёва упал беспилотник", "", {"missile_strike"}),
+    ("Air defence forces down six cruise missiles over Kyiv region", "", {"missile_strike"}),
     # a daily round-up has no main point: neither a strike nor a deployment
     ("Спецоперация. Обстановка и главные события на 5 декабря",
      "ВСУ атаковали беспилотниками Белгородскую область, сбиты 12 дронов. Минобороны сообщило о поставках ракет.",
