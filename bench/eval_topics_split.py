@@ -12,7 +12,8 @@ leaves them out).  On 76 untouched positives the micro interval is about ±0.04 
 differences there as noise.  ``news_pool`` is ``bench/data/news_pool_labelled.jsonl``: 936 posts and
 headlines of the same outlets that are in neither news_dev.jsonl nor the held-out set, labelled by
 us against the codebook (not by the official labeller; see bench/news_pool.py); ``news_pool_a`` /
-``news_pool_b`` are its halves by a second hash (rule changes were looked for on A and checked on B).
+``news_pool_b`` are its halves by a second hash (the first rule changes taken from the pool were
+looked for on A and checked on B; later ones came from B too, so neither half is unseen any more).
 
     python bench/eval_topics_split.py [--config-dir config] [--eval-dir ../shared/eval] [--bootstrap 1000]
 
