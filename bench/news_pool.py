@@ -12,7 +12,7 @@ that pool with the recipe of ``../shared/news/SOURCES.md``:
   end when over 250 characters), the summary the remaining lines (600 characters);
 * reddit: the subreddits worldnews, ukraine, news and politics, without the excluded domains; title only;
 * an item is left out when its id (``file#position``) is in items.jsonl, or its title, compared
-  without case, spaces and punctuation, is the title of an item there or of an earlier pool item.
+  by its tokens (``pipeline.alerts.render.normalized_title``), is the title of an item there or of an earlier pool item.
 
 The rebuilt derivation gives the same title as items.jsonl for 1,574 of its 1,583 Telegram items
 (the others differ in stray spaces or quotes).  Sampling added every item with орешник / oreshnik /
@@ -48,6 +48,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipeline.alerts.render import normalized_title  # noqa: E402
+
 TELEGRAM = ("tg_bbcrussian_2024-11.json", "tg_rian_ru_2024-11.json", "tg_bbbreaking_2024-11.json",
             "tg_enews112_2024.json")
 REDDIT = "reddit_headlines_fwd_news_2021-11_2022-07.json"
@@ -66,9 +70,9 @@ KEYWORDS = re.compile(
     r"Pyongyang|North Korea|КНДР|Пхеньян|Iran|Иран", re.I)
 
 
-def title_key(title: str) -> str:
-    """A title compared without case, spaces and punctuation."""
-    return re.sub(r"\W+", "", title.lower())
+# titles are compared as the alert emails compare them for "same story": tokens, without case or
+# punctuation
+title_key = normalized_title
 
 
 def derive(text: str) -> tuple[str, str]:

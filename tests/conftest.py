@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -16,6 +18,16 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FEED_FIXTURES = FIXTURES / "feeds"
 SHARED = ROOT.parent / "shared"
 SHARED_FEEDS = SHARED / "feeds"
+
+
+@functools.cache
+def load_bench(name: str):
+    """A script of bench/ as a module (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def make_settings(tmp_path: Path, **overrides) -> Settings:

@@ -5,25 +5,16 @@ reproducible from the raw files by the builder."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
 from pipeline.config import load_topics
 
-from .conftest import ROOT, SHARED
+from .conftest import ROOT, SHARED, load_bench
 
 POOL_FILE = ROOT / "bench" / "data" / "news_pool_labelled.jsonl"
 NEWS = SHARED / "news"
-
-
-def _bench(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +38,7 @@ def test_pool_file_is_well_formed(pool_rows):
 
 
 def test_derive_follows_the_sources_recipe():
-    pool = _bench("news_pool")
+    pool = load_bench("news_pool")
     post = ("🔥⚡️ Ракеты [ATACMS](https://t.me/x) **поставлены** Киеву\n\nПодробности: __в тексте__\n"
             "Подписывайтесь на наш канал\nЧитать нас без VPN: bit.ly/abc")
     assert pool.derive(post) == ("Ракеты ATACMS поставлены Киеву", "Подробности: в тексте")
@@ -61,7 +52,7 @@ def test_derive_follows_the_sources_recipe():
 
 @pytest.mark.skipif(not (NEWS / "items.jsonl").exists(), reason="../shared/news not present")
 def test_pool_is_disjoint_from_the_sampled_items_and_rebuilds_exactly(pool_rows):
-    pool = _bench("news_pool")
+    pool = load_bench("news_pool")
     with open(NEWS / "items.jsonl", encoding="utf-8") as fh:
         sampled = [json.loads(line) for line in fh if line.strip()]
     sampled_ids = {s["id"] for s in sampled}

@@ -4,7 +4,6 @@ the same topics, matched terms and order, on real items and on bench/classify.py
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 
@@ -16,18 +15,10 @@ from pipeline.models import Article
 from pipeline.query import analyze_article, parse_query
 from pipeline.query.percolate import QueryIndex
 
-from .conftest import ROOT
+from .conftest import ROOT, load_bench
 from .query_cases import make_article
 
 SHARED_EVAL = ROOT.parent / "shared" / "eval"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_classify", ROOT / "bench" / "classify.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _special_topics() -> list[TopicConfig]:
@@ -92,7 +83,7 @@ def _real_articles() -> list[Article]:
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED_EVAL.is_dir(), reason="../shared/eval is absent")
 def test_index_changes_no_result_on_real_items():
-    topics = load_topics(ROOT / "config") + _bench().make_queries(100, random.Random(3))[5:40] + _special_topics()
+    topics = load_topics(ROOT / "config") + load_bench("classify").make_queries(100, random.Random(3))[5:40] + _special_topics()
     articles = _real_articles()
     matches, per_topic, candidates = _assert_same(articles, topics)
     # the comparison covered real matches of every special shape, and the index did prune
@@ -104,7 +95,7 @@ def test_index_changes_no_result_on_real_items():
 
 
 def test_index_changes_no_result_on_bench_articles():
-    bench = _bench()
+    bench = load_bench("classify")
     rng = random.Random(1)
     articles = bench.make_articles(300, rng, topical=0.1)
     topics = bench.make_queries(100, rng) + _special_topics()
@@ -203,7 +194,7 @@ def test_surface_by_scanning_equals_the_position_tables():
     both channels), on real items and bench articles."""
     from pipeline.query.evaluate import _leaf_text_match, _surface
 
-    bench = _bench()
+    bench = load_bench("classify")
     topics = load_topics(ROOT / "config") + bench.make_queries(60, random.Random(5))[5:] + _special_topics()
     leaves = list({(leaf.kind, leaf.scope, leaf.tokens, leaf.stems, leaf.lemmas, leaf.slop): leaf for t in topics
                    for leaf in _text_leaves(parse_query(t.query, t.aliases).root, [])}.values())
